@@ -1,0 +1,789 @@
+//! Shared harness for the integration tests: a real PostgreSQL started once per
+//! test binary, the pglater binary started per test, and small client helpers.
+//!
+//! PostgreSQL refuses to run as root, so initdb/pg_ctl run as the `postgres`
+//! OS user in a temp dir that user owns. Everything is stopped and removed at
+//! process exit through a `libc::atexit` handler.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const ALICE_PASSWORD: &str = "alice-secret";
+pub const BOB_PASSWORD: &str = "bob-secret";
+
+// ---------------------------------------------------------------------------
+// temp dirs, ports, OS user
+// ---------------------------------------------------------------------------
+
+static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory under the system temp dir (not removed automatically).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("pglater-{tag}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// uid/gid of the `postgres` OS user.
+fn postgres_ids() -> (libc::uid_t, libc::gid_t) {
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam returns a pointer to static storage or null.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!pw.is_null(), "OS user `postgres` does not exist");
+    // SAFETY: checked non-null above.
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+/// Give `path` to the postgres OS user.
+fn chown_postgres(path: &Path) {
+    let (uid, gid) = postgres_ids();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
+}
+
+/// Run a command as the postgres OS user; panics with its output on failure.
+fn run_as_postgres(program: &str, args: &[&str]) -> Output {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--", program])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn runuser");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn pg_tool(name: &str) -> String {
+    format!("{PG_BIN}/{name}")
+}
+
+// ---------------------------------------------------------------------------
+// certificates (openssl CLI)
+// ---------------------------------------------------------------------------
+
+/// A self-signed CA and a server certificate it signed, valid for
+/// `localhost` and `127.0.0.1`.
+#[derive(Debug, Clone)]
+pub struct Certs {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Generate a CA and a server cert (CN `cn`) into `dir`.
+pub fn gen_certs(dir: &Path, cn: &str) -> Certs {
+    fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pglater-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let key = dir.join("server.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    Certs {
+        ca_cert: dir.join("ca.crt"),
+        server_cert: dir.join("server.crt"),
+        server_key: key,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------
+
+/// A PostgreSQL server started for this test binary.
+#[derive(Debug)]
+pub struct TestPg {
+    /// Temp dir owned by postgres: `data/`, `log`, sockets, certs.
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    /// unix_socket_directories
+    pub socket_dir: PathBuf,
+    /// Present when started with ssl=on.
+    pub certs: Option<Certs>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// ssl=on with a generated CA/server cert; pg_hba then requires SSL for
+    /// every role except postgres (`hostssl ... scram-sha-256`).
+    pub ssl: bool,
+}
+
+/// Data dirs to stop at exit: (data dir, temp dir).
+static RUNNING: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+static ATEXIT: Once = Once::new();
+
+extern "C" fn stop_all_at_exit() {
+    let list = match RUNNING.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for (data, dir) in list {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &pg_tool("pg_ctl"),
+                "stop",
+                "-m",
+                "immediate",
+                "-D",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+fn register_for_exit(data: &Path, dir: &Path) {
+    ATEXIT.call_once(|| {
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe {
+            libc::atexit(stop_all_at_exit);
+        }
+    });
+    RUNNING
+        .lock()
+        .unwrap()
+        .push((data.to_path_buf(), dir.to_path_buf()));
+}
+
+/// The plain (non-SSL) PostgreSQL of this test binary, started on first use.
+pub fn pg() -> &'static TestPg {
+    static PG: OnceLock<TestPg> = OnceLock::new();
+    PG.get_or_init(|| TestPg::start(PgOptions::default()))
+}
+
+/// A second PostgreSQL with ssl=on (for upstream-TLS tests), started on first use.
+pub fn pg_ssl() -> &'static TestPg {
+    static PG: OnceLock<TestPg> = OnceLock::new();
+    PG.get_or_init(|| TestPg::start(PgOptions { ssl: true }))
+}
+
+impl TestPg {
+    pub fn start_with_ssl() -> TestPg {
+        TestPg::start(PgOptions { ssl: true })
+    }
+
+    pub fn start(opts: PgOptions) -> TestPg {
+        let dir = temp_dir("pg");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        chown_postgres(&dir);
+        let data = dir.join("data");
+        let port = free_port();
+
+        run_as_postgres(
+            &pg_tool("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ],
+        );
+
+        let certs = opts.ssl.then(|| {
+            let certs = gen_certs(&dir.join("certs"), "localhost");
+            for p in [
+                &dir.join("certs"),
+                &certs.ca_cert,
+                &certs.server_cert,
+                &certs.server_key,
+            ] {
+                chown_postgres(p);
+            }
+            certs
+        });
+
+        write_pg_conf(&data, &dir, port, certs.as_ref());
+        write_pg_hba(&data, opts.ssl);
+        register_for_exit(&data, &dir);
+
+        let log = dir.join("log");
+        run_as_postgres(
+            &pg_tool("pg_ctl"),
+            &[
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "start",
+            ],
+        );
+
+        let pg = TestPg {
+            socket_dir: dir.clone(),
+            dir,
+            data,
+            port,
+            certs,
+        };
+        pg.create_roles();
+        pg
+    }
+
+    fn create_roles(&self) {
+        self.admin_sql(&format!(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE alice LOGIN PASSWORD '{ALICE_PASSWORD}';
+             CREATE ROLE bob LOGIN PASSWORD '{BOB_PASSWORD}';"
+        ));
+        self.admin_sql("CREATE DATABASE app OWNER alice");
+    }
+
+    /// Run SQL as postgres over the unix socket (psql, ON_ERROR_STOP); returns stdout.
+    pub fn admin_sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn psql");
+        assert!(
+            out.status.success(),
+            "admin_sql failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The server log (useful in assertion messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// tokio-postgres (NoTls) straight to this server.
+    pub async fn connect(&self, user: &str, password: Option<&str>, db: &str) -> PgConn {
+        connect(self.port, user, password, db).await
+    }
+}
+
+fn write_pg_conf(data: &Path, dir: &Path, port: u16, certs: Option<&Certs>) {
+    let mut conf = format!(
+        "\n# pglater test harness\n\
+         port = {port}\n\
+         listen_addresses = '127.0.0.1'\n\
+         unix_socket_directories = '{}'\n\
+         password_encryption = 'scram-sha-256'\n\
+         fsync = off\n\
+         synchronous_commit = off\n\
+         full_page_writes = off\n\
+         max_connections = 100\n\
+         shared_buffers = '32MB'\n\
+         log_min_messages = warning\n",
+        dir.display()
+    );
+    if let Some(c) = certs {
+        conf.push_str(&format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+            c.server_cert.display(),
+            c.server_key.display(),
+            c.ca_cert.display()
+        ));
+    }
+    let path = data.join("postgresql.conf");
+    let mut old = fs::read_to_string(&path).expect("read postgresql.conf");
+    old.push_str(&conf);
+    fs::write(&path, old).expect("write postgresql.conf");
+}
+
+fn write_pg_hba(data: &Path, ssl: bool) {
+    let mut hba = String::from(
+        "local all all trust\n\
+         host all postgres 127.0.0.1/32 trust\n",
+    );
+    if ssl {
+        hba.push_str("hostssl all all 127.0.0.1/32 scram-sha-256\n");
+    } else {
+        hba.push_str("host all all 127.0.0.1/32 scram-sha-256\n");
+    }
+    fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+}
+
+// ---------------------------------------------------------------------------
+// the proxy
+// ---------------------------------------------------------------------------
+
+/// A running pglater process; killed on drop.
+pub struct Proxy {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub stderr_path: PathBuf,
+    child: Child,
+}
+
+/// Builds a pglater config file and command line.
+#[derive(Debug, Clone)]
+pub struct ProxyBuilder {
+    pub auth: String,
+    pub upstream_host: String,
+    pub upstream_port: u16,
+    /// (name, password)
+    pub users: Vec<(String, Option<String>)>,
+    /// Extra top-level TOML lines (placed before any table).
+    pub top: Vec<String>,
+    /// Extra TOML text appended after the generated tables.
+    pub tail: String,
+    /// Replace the generated TOML entirely.
+    pub raw_toml: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ProxyBuilder {
+    pub fn new(pg: &TestPg) -> ProxyBuilder {
+        ProxyBuilder {
+            auth: "scram".into(),
+            upstream_host: "127.0.0.1".into(),
+            upstream_port: pg.port,
+            users: Vec::new(),
+            top: Vec::new(),
+            tail: String::new(),
+            raw_toml: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn auth(mut self, auth: &str) -> Self {
+        self.auth = auth.into();
+        self
+    }
+
+    pub fn user(mut self, name: &str, password: Option<&str>) -> Self {
+        self.users.push((name.into(), password.map(Into::into)));
+        self
+    }
+
+    /// alice and bob with their real passwords.
+    pub fn app_users(self) -> Self {
+        self.user("alice", Some(ALICE_PASSWORD))
+            .user("bob", Some(BOB_PASSWORD))
+    }
+
+    pub fn top_line(mut self, line: &str) -> Self {
+        self.top.push(line.into());
+        self
+    }
+
+    pub fn tail(mut self, toml: &str) -> Self {
+        self.tail.push_str(toml);
+        self.tail.push('\n');
+        self
+    }
+
+    pub fn raw_toml(mut self, toml: &str) -> Self {
+        self.raw_toml = Some(toml.into());
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        if let Some(raw) = &self.raw_toml {
+            return raw.clone();
+        }
+        let mut t = format!("auth = \"{}\"\n", self.auth);
+        for line in &self.top {
+            t.push_str(line);
+            t.push('\n');
+        }
+        t.push_str(&format!(
+            "\n[upstream]\nhost = \"{}\"\nport = {}\n",
+            self.upstream_host, self.upstream_port
+        ));
+        for (name, password) in &self.users {
+            t.push_str(&format!("\n[[users]]\nname = \"{name}\"\n"));
+            if let Some(p) = password {
+                t.push_str(&format!("password = \"{p}\"\n"));
+            }
+        }
+        t.push('\n');
+        t.push_str(&self.tail);
+        t
+    }
+
+    /// Start the proxy and wait until its port accepts; panics (with its
+    /// stderr) if it exits or does not listen within 10 s.
+    pub fn start(self) -> Proxy {
+        match self.try_start() {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like `start`, but returns the proxy's exit status and stderr if it
+    /// exits before listening (for tests of configuration errors).
+    pub fn try_start(self) -> Result<Proxy, String> {
+        let dir = temp_dir("proxy");
+        let config_path = dir.join("pglater.toml");
+        fs::write(&config_path, self.toml()).unwrap();
+        let stderr_path = dir.join("stderr.log");
+        let stderr = fs::File::create(&stderr_path).unwrap();
+        let port = free_port();
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pglater"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = cmd.spawn().expect("spawn pglater");
+        let mut proxy = Proxy {
+            port,
+            dir,
+            config_path,
+            stderr_path,
+            child,
+        };
+        proxy.wait_listening(Duration::from_secs(10))?;
+        Ok(proxy)
+    }
+}
+
+impl Proxy {
+    pub fn builder(pg: &TestPg) -> ProxyBuilder {
+        ProxyBuilder::new(pg)
+    }
+
+    /// auth=trust in front of `pg`; users postgres (no password), alice, bob.
+    pub fn trust(pg: &TestPg) -> Proxy {
+        Self::builder(pg)
+            .auth("trust")
+            .user("postgres", None)
+            .app_users()
+            .start()
+    }
+
+    /// auth=scram in front of `pg`; users alice and bob with their passwords.
+    pub fn scram(pg: &TestPg) -> Proxy {
+        Self::builder(pg).auth("scram").app_users().start()
+    }
+
+    fn wait_listening(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let addr = self.addr();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!(
+                    "pglater exited before listening ({status}); config:\n{}\nstderr:\n{}",
+                    fs::read_to_string(&self.config_path).unwrap_or_default(),
+                    self.stderr()
+                ));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "pglater did not listen on {addr} within {limit:?}; stderr:\n{}",
+                    self.stderr()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Everything the proxy wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// tokio-postgres (NoTls) through the proxy.
+    pub async fn connect(&self, user: &str, password: Option<&str>, db: &str) -> PgConn {
+        connect(self.port, user, password, db).await
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// client helpers
+// ---------------------------------------------------------------------------
+
+/// A tokio-postgres client whose connection is driven by a spawned task.
+pub struct PgConn {
+    pub client: tokio_postgres::Client,
+    pub task: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl std::ops::Deref for PgConn {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+pub fn pg_config(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> tokio_postgres::Config {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user(user)
+        .dbname(db)
+        .application_name("pglater-tests")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = password {
+        cfg.password(p);
+    }
+    cfg
+}
+
+/// Connect with tokio-postgres (NoTls); panics on failure.
+pub async fn connect(port: u16, user: &str, password: Option<&str>, db: &str) -> PgConn {
+    try_connect(port, user, password, db)
+        .await
+        .unwrap_or_else(|e| panic!("connect to port {port} as {user}/{db}: {e:?}"))
+}
+
+/// Connect with tokio-postgres (NoTls); returns the error.
+pub async fn try_connect(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> Result<PgConn, tokio_postgres::Error> {
+    let (client, conn) = pg_config(port, user, password, db)
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    let task = tokio::spawn(conn);
+    Ok(PgConn { client, task })
+}
+
+/// Connect and hand back the raw Connection too (for notifications/notices:
+/// drive it with `poll_message`).
+pub async fn connect_raw(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+) {
+    pg_config(port, user, password, db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to port {port} as {user}/{db}: {e:?}"))
+}
+
+/// Output of a psql run.
+#[derive(Debug)]
+pub struct PsqlOut {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// libpq conninfo for 127.0.0.1:port.
+pub fn conninfo(port: u16, user: &str, db: &str) -> String {
+    format!("host=127.0.0.1 port={port} user={user} dbname={db} connect_timeout=10")
+}
+
+/// Run psql with a conninfo string (may carry password=, sslmode=, ...)
+/// and extra args, in a clean environment (no PG* variables, no ~/.psqlrc).
+pub fn psql(conninfo: &str, args: &[&str]) -> PsqlOut {
+    let out = Command::new("psql")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("PGAPPNAME", "pglater-tests")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn psql");
+    PsqlOut {
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// psql -c `sql` against 127.0.0.1:port.
+pub fn psql_c(port: u16, user: &str, password: Option<&str>, db: &str, sql: &str) -> PsqlOut {
+    let mut ci = conninfo(port, user, db);
+    if let Some(p) = password {
+        ci.push_str(&format!(" password={p}"));
+    }
+    psql(&ci, &["-c", sql])
+}
