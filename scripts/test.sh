@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run pglater's whole test suite.
+#
+# The integration tests start their own PostgreSQL 15 (as the `postgres` OS user when run as
+# root) and call psql and openssl, so this installs what is missing first: Debian's
+# postgresql + postgresql-client when initdb is not found (PATH or /usr/lib/postgresql/*/bin),
+# and openssl. It puts PostgreSQL's bin directory first on PATH, then runs
+# `cargo test --all-targets`. Extra arguments go to cargo test, e.g.
+#   scripts/test.sh relay            # only tests whose name contains "relay"
+#   scripts/test.sh -- --nocapture
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/pg.sh
+. "$root/scripts/lib/pg.sh"
+
+pg_ensure_installed
+command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
+
+log "PostgreSQL binaries: $PG_BINDIR ($("$PG_BINDIR/postgres" --version))"
+cd "$root"
+log "cargo test --all-targets $*"
+cargo test --all-targets "$@"
