@@ -1,0 +1,322 @@
+//! Configuration: config.toml, overridden by environment variables and command-line flags.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No client password (development only).
+    Trust,
+    Scram,
+    Md5,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "pglater",
+    version,
+    about = "PostgreSQL proxy with asynchronous SQL"
+)]
+pub struct Cli {
+    /// Path of config.toml.
+    #[arg(long, env = "PGLATER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT).
+    #[arg(long, env = "PGLATER_LISTEN")]
+    pub listen: Option<String>,
+    /// Upstream PostgreSQL (HOST:PORT).
+    #[arg(long, env = "PGLATER_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Client authentication.
+    #[arg(long, env = "PGLATER_AUTH")]
+    pub auth: Option<AuthMode>,
+    /// Also listen on DIR/.s.PGSQL.<port>.
+    #[arg(long, env = "PGLATER_UNIX_SOCKET_DIR")]
+    pub unix_socket_dir: Option<PathBuf>,
+    /// Reach the upstream through DIR/.s.PGSQL.<port> instead of TCP.
+    #[arg(long, env = "PGLATER_UPSTREAM_SOCKET_DIR")]
+    pub upstream_socket_dir: Option<PathBuf>,
+    /// Seconds a client may take to start up and authenticate.
+    #[arg(long, env = "PGLATER_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<u64>,
+    /// Seconds sessions may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "PGLATER_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    #[arg(long, env = "PGLATER_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Certificate chain (PEM) for TLS towards clients.
+    #[arg(long, env = "PGLATER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for TLS towards clients.
+    #[arg(long, env = "PGLATER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, env = "PGLATER_UPSTREAM_SSLMODE")]
+    pub upstream_sslmode: Option<SslMode>,
+    /// CA certificates (PEM) that verify the upstream's certificate.
+    #[arg(long, env = "PGLATER_UPSTREAM_SSLROOTCERT")]
+    pub upstream_sslrootcert: Option<PathBuf>,
+}
+
+/// config.toml as written; every field optional so flags can fill gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    unix_socket_dir: Option<PathBuf>,
+    auth: Option<AuthMode>,
+    startup_timeout_secs: Option<u64>,
+    shutdown_timeout_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    upstream: FileUpstream,
+    #[serde(default)]
+    users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    host: Option<String>,
+    port: Option<u16>,
+    socket_dir: Option<PathBuf>,
+    sslmode: Option<SslMode>,
+    sslrootcert: Option<PathBuf>,
+    connect_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: Option<String>,
+    pub scram_verifier: Option<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "scram_verifier",
+                &self.scram_verifier.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub host: String,
+    pub port: u16,
+    pub socket_dir: Option<PathBuf>,
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub unix_socket_dir: Option<PathBuf>,
+    pub auth: AuthMode,
+    pub startup_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub tls: Option<TlsConfig>,
+    pub upstream: UpstreamConfig,
+    pub users: Vec<UserConfig>,
+}
+
+impl Config {
+    /// Builds the configuration from flags/env and the config file they name.
+    pub fn load(cli: &Cli) -> Result<Config> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let (up_host, up_port) = match &cli.upstream {
+            Some(hp) => {
+                let (h, p) = split_host_port(hp).context("--upstream")?;
+                (Some(h), Some(p))
+            }
+            None => (None, None),
+        };
+        let tls = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => file.tls,
+        };
+        let config = Config {
+            listen: cli
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:6432".into()),
+            unix_socket_dir: cli.unix_socket_dir.clone().or(file.unix_socket_dir),
+            auth: cli.auth.or(file.auth).unwrap_or(AuthMode::Scram),
+            startup_timeout: secs(cli.startup_timeout.or(file.startup_timeout_secs), 60),
+            shutdown_timeout: secs(cli.shutdown_timeout.or(file.shutdown_timeout_secs), 30),
+            log_format: cli
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            tls,
+            upstream: UpstreamConfig {
+                host: up_host
+                    .or(file.upstream.host)
+                    .unwrap_or_else(|| "127.0.0.1".into()),
+                port: up_port.or(file.upstream.port).unwrap_or(5432),
+                socket_dir: cli.upstream_socket_dir.clone().or(file.upstream.socket_dir),
+                sslmode: cli
+                    .upstream_sslmode
+                    .or(file.upstream.sslmode)
+                    .unwrap_or(SslMode::Prefer),
+                sslrootcert: cli
+                    .upstream_sslrootcert
+                    .clone()
+                    .or(file.upstream.sslrootcert),
+                connect_timeout: secs(file.upstream.connect_timeout_secs, 10),
+            },
+            users: file.users,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        split_host_port(&self.listen).context("listen")?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() {
+                bail!("users[{i}].name: must not be empty");
+            }
+            if !seen.insert(u.name.as_str()) {
+                bail!("users[{i}].name: user {:?} is listed twice", u.name);
+            }
+            if self.auth != AuthMode::Trust && u.password.is_none() && u.scram_verifier.is_none() {
+                bail!(
+                    "users[{i}]: user {:?} needs `password` or `scram_verifier` with auth = {:?}",
+                    u.name,
+                    self.auth
+                );
+            }
+            if self.auth == AuthMode::Md5 && u.password.is_none() {
+                bail!("users[{i}].password: md5 authentication needs a plaintext password");
+            }
+        }
+        if matches!(
+            self.upstream.sslmode,
+            SslMode::VerifyCa | SslMode::VerifyFull
+        ) && self.upstream.sslrootcert.is_none()
+        {
+            bail!("upstream.sslrootcert: required by sslmode verify-ca / verify-full");
+        }
+        Ok(())
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+fn secs(v: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(v.unwrap_or(default))
+}
+
+/// Splits `host:port`, accepting `[v6]:port`.
+pub fn split_host_port(s: &str) -> Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("{s:?} is not HOST:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{s:?}: bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = toml::from_str::<FileConfig>("listne = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+        let err = toml::from_str::<FileConfig>("[upstream]\nprot = 1").unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = std::env::temp_dir().join(format!("pglater-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nauth = \"trust\"\n[upstream]\nport = 7\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path),
+            listen: Some("127.0.0.1:2".into()),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.upstream.port, 7);
+        assert_eq!(c.auth, AuthMode::Trust);
+    }
+
+    #[test]
+    fn scram_user_without_secret_is_refused() {
+        let cli = Cli::default();
+        let mut c = Config::load(&cli).unwrap();
+        c.users.push(UserConfig {
+            name: "a".into(),
+            password: None,
+            scram_verifier: None,
+        });
+        assert!(c.validate().unwrap_err().to_string().contains("users[0]"));
+    }
+}

@@ -1,0 +1,135 @@
+//! Authenticating clients: SCRAM-SHA-256 (with -PLUS over TLS), md5, or trust.
+
+use super::context::Proxy;
+use crate::config::AuthMode;
+use crate::stream::Stream;
+use crate::wire::io::{get_cstr, get_i32, read_message};
+use crate::wire::reply::{self, ProxyError};
+use bytes::BytesMut;
+use postgres_protocol::authentication::md5_hash;
+use tokio::io::AsyncWriteExt;
+
+/// PostgreSQL's `PG_MAX_AUTH_TOKEN_LENGTH` plus framing.
+const MAX_AUTH_MESSAGE: u32 = 65_535 + 64;
+
+/// Why a client was not let in. `Fatal` goes to the client; `Gone` means it hung up (psql
+/// does that to prompt for a password) and nothing is sent.
+#[derive(Debug)]
+pub enum AuthFailure {
+    Fatal(ProxyError),
+    Gone,
+}
+
+impl From<std::io::Error> for AuthFailure {
+    fn from(_: std::io::Error) -> Self {
+        AuthFailure::Gone
+    }
+}
+
+pub async fn authenticate(
+    proxy: &Proxy,
+    client: &mut Stream,
+    user: &str,
+) -> Result<(), AuthFailure> {
+    if proxy.config.auth == AuthMode::Trust {
+        return Ok(());
+    }
+    let Some(secrets) = proxy.users.get(user) else {
+        return Err(AuthFailure::Fatal(ProxyError::fatal(
+            "28000",
+            format!("role \"{user}\" does not exist"),
+        )));
+    };
+    let failed = || {
+        AuthFailure::Fatal(ProxyError::fatal(
+            "28P01",
+            format!("password authentication failed for user \"{user}\""),
+        ))
+    };
+    match proxy.config.auth {
+        AuthMode::Trust => Ok(()),
+        AuthMode::Md5 => {
+            let password = secrets.password.as_deref().ok_or_else(failed)?;
+            let salt: [u8; 4] = rand::random();
+            let mut out = BytesMut::new();
+            reply::auth_md5(&mut out, salt);
+            send(client, &out).await?;
+            let mut body = read_password_message(client).await?;
+            let given = get_cstr(&mut body).ok_or_else(failed)?;
+            if given == md5_hash(user.as_bytes(), password.as_bytes(), salt) {
+                Ok(())
+            } else {
+                Err(failed())
+            }
+        }
+        AuthMode::Scram => {
+            let secret = secrets.scram_secret().ok_or_else(failed)?;
+            let tls = client.is_tls() && proxy.scram_tls.supports_channel_binding();
+            let scram = if tls {
+                &proxy.scram_tls
+            } else {
+                &proxy.scram_plain
+            };
+            let mechanisms: &[&str] = if tls {
+                &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+            } else {
+                &["SCRAM-SHA-256"]
+            };
+            let mut out = BytesMut::new();
+            reply::auth_sasl(&mut out, mechanisms);
+            send(client, &out).await?;
+
+            // SASLInitialResponse: mechanism, then length-prefixed client-first-message.
+            let mut body = read_password_message(client).await?;
+            let mechanism = get_cstr(&mut body).unwrap_or_default();
+            if !mechanisms.contains(&mechanism.as_str()) {
+                return Err(AuthFailure::Fatal(ProxyError::fatal(
+                    "08P01",
+                    "client selected an invalid SASL authentication mechanism",
+                )));
+            }
+            let len = get_i32(&mut body).unwrap_or(-1);
+            if len < 0 || len as usize != body.len() {
+                return Err(AuthFailure::Fatal(ProxyError::fatal(
+                    "08P01",
+                    "malformed SASL message",
+                )));
+            }
+            let (server_first, waiting) = scram
+                .on_client_first_message_with_secret(&body, secret)
+                .map_err(|_| failed())?;
+            out.clear();
+            reply::auth_sasl_continue(&mut out, server_first.as_bytes());
+            send(client, &out).await?;
+
+            let body = read_password_message(client).await?;
+            let server_final = waiting
+                .on_client_final_message(&body)
+                .map_err(|_| failed())?;
+            out.clear();
+            reply::auth_sasl_final(&mut out, server_final.as_bytes());
+            send(client, &out).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn send(client: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
+}
+
+/// Reads the client's next 'p' message (password, SASLInitialResponse or SASLResponse).
+async fn read_password_message(client: &mut Stream) -> Result<BytesMut, AuthFailure> {
+    let msg = read_message(client, MAX_AUTH_MESSAGE).await?;
+    if msg.tag == b'X' {
+        return Err(AuthFailure::Gone);
+    }
+    if msg.tag != b'p' {
+        return Err(AuthFailure::Fatal(ProxyError::fatal(
+            "08P01",
+            format!("expected password response, got message type {}", msg.tag),
+        )));
+    }
+    Ok(msg.body)
+}

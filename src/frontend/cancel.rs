@@ -1,0 +1,71 @@
+//! The proxy's cancel keys. Clients see the upstream backend's own pid with a secret of the
+//! proxy's; a CancelRequest is forwarded only when that secret matches.
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+/// An upstream backend as PostgreSQL identifies it for cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendPid(pub i32);
+
+struct Keys {
+    proxy_secret: Bytes,
+    upstream_secret: Bytes,
+}
+
+#[derive(Default)]
+pub struct CancelKeys {
+    by_pid: DashMap<BackendPid, Keys>,
+}
+
+impl CancelKeys {
+    /// Records a session's upstream key; returns the secret to give the client, as long as
+    /// the upstream's (4 bytes in protocol 3.0, up to 256 in 3.2).
+    pub fn register(&self, pid: BackendPid, upstream_secret: Bytes) -> Bytes {
+        let mut secret = vec![0u8; upstream_secret.len()];
+        rand::fill(&mut secret[..]);
+        let secret = Bytes::from(secret);
+        self.by_pid.insert(
+            pid,
+            Keys {
+                proxy_secret: secret.clone(),
+                upstream_secret,
+            },
+        );
+        secret
+    }
+
+    /// Forgets a session's key, unless a newer session already reuses the pid.
+    pub fn unregister(&self, pid: BackendPid, proxy_secret: &Bytes) {
+        self.by_pid
+            .remove_if(&pid, |_, k| &k.proxy_secret == proxy_secret);
+    }
+
+    /// The upstream secret for a client's CancelRequest, if its secret is right.
+    pub fn upstream_secret(&self, pid: BackendPid, client_secret: &[u8]) -> Option<Bytes> {
+        let keys = self.by_pid.get(&pid)?;
+        constant_time_eq(&keys.proxy_secret, client_secret).then(|| keys.upstream_secret.clone())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_right_secret_maps() {
+        let keys = CancelKeys::default();
+        let up = Bytes::from_static(&[1, 2, 3, 4]);
+        let mine = keys.register(BackendPid(42), up.clone());
+        assert_eq!(mine.len(), 4);
+        assert_eq!(keys.upstream_secret(BackendPid(42), &mine), Some(up));
+        assert_eq!(keys.upstream_secret(BackendPid(42), &[9, 9, 9, 9]), None);
+        assert_eq!(keys.upstream_secret(BackendPid(43), &mine), None);
+        keys.unregister(BackendPid(42), &mine);
+        assert_eq!(keys.upstream_secret(BackendPid(42), &mine), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! The client side: listening, TLS, client authentication, the session start-up and the relay.
+
+pub mod auth;
+pub mod cancel;
+pub mod context;
+pub mod listener;
+pub mod relay;
+pub mod secrets;
+pub mod session;
+pub mod tls;
+
+pub use context::Proxy;

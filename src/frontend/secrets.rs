@@ -1,0 +1,94 @@
+//! Per-user secrets for client authentication, derived once at start so a login costs no
+//! key stretching.
+
+use crate::config::UserConfig;
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
+
+const ITERATIONS: usize = 4096;
+
+/// What the proxy knows of a user.
+pub struct UserSecrets {
+    pub name: String,
+    /// Plaintext password: checks md5 clients and logs in upstream.
+    pub password: Option<String>,
+    scram: Option<ScramVerifier>,
+}
+
+#[derive(Clone)]
+struct ScramVerifier {
+    salt: Vec<u8>,
+    iterations: usize,
+    stored_key: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+impl UserSecrets {
+    pub fn from_config(u: &UserConfig) -> Result<Self> {
+        let scram = match (&u.scram_verifier, &u.password) {
+            (Some(v), _) => Some(parse_verifier(v).with_context(|| {
+                format!("users.{}: scram_verifier is not SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", u.name)
+            })?),
+            (None, Some(pw)) => {
+                let salt: [u8; 16] = rand::random();
+                let salted = gen_salted_password(pw, &salt, ITERATIONS);
+                let ScramSecret::Verifier { salt, iterations, stored_key, server_key } =
+                    ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, ITERATIONS)
+                else {
+                    unreachable!("verifier_from_salted_password returns a verifier")
+                };
+                Some(ScramVerifier { salt, iterations, stored_key, server_key })
+            }
+            (None, None) => None,
+        };
+        Ok(Self {
+            name: u.name.clone(),
+            password: u.password.clone(),
+            scram,
+        })
+    }
+
+    pub fn scram_secret(&self) -> Option<ScramSecret> {
+        self.scram.clone().map(|v| ScramSecret::Verifier {
+            salt: v.salt,
+            iterations: v.iterations,
+            stored_key: v.stored_key,
+            server_key: v.server_key,
+        })
+    }
+}
+
+/// PostgreSQL's pg_authid format: `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`.
+fn parse_verifier(v: &str) -> Result<ScramVerifier> {
+    let rest = v.strip_prefix("SCRAM-SHA-256$").context("prefix")?;
+    let (iter_salt, keys) = rest.split_once('$').context("keys")?;
+    let (iter, salt) = iter_salt.split_once(':').context("salt")?;
+    let (stored, server) = keys.split_once(':').context("server key")?;
+    let verifier = ScramVerifier {
+        iterations: iter.parse()?,
+        salt: STANDARD.decode(salt)?,
+        stored_key: STANDARD.decode(stored)?,
+        server_key: STANDARD.decode(server)?,
+    };
+    if verifier.stored_key.len() != 32 || verifier.server_key.len() != 32 {
+        bail!("keys must be 32 bytes");
+    }
+    Ok(verifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_postgres_verifier() {
+        // From `SET password_encryption = 'scram-sha-256'; CREATE ROLE ... PASSWORD 'x'`.
+        let v = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$vHSg9ZSwQ/Uz5Ew+tYQ0vQ2cZ0VI4Hp9oDxHUKXgDDE=:+rCP0eQGqpXIl4RWJzwmUM+SzQj6jDWxC/P5PCDvNbQ=";
+        let p = parse_verifier(v).unwrap();
+        assert_eq!(p.iterations, 4096);
+        assert_eq!(p.salt, b"saltsaltsaltsalt");
+        assert!(parse_verifier("md5abc").is_err());
+    }
+}

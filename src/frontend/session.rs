@@ -1,0 +1,365 @@
+//! One client connection: start-up (SSL, cancel, startup packet), client authentication,
+//! upstream login, the start-up replies, then the relay.
+
+use super::auth::{AuthFailure, authenticate};
+use super::cancel::BackendPid;
+use super::context::Proxy;
+use super::relay::{self, RelayEnd};
+use crate::stream::Stream;
+use crate::upstream::cancel::send_cancel;
+use crate::upstream::login::frame;
+use crate::upstream::{LoginError, login};
+use crate::wire::io::read_message;
+use crate::wire::reply::{self, ProxyError};
+use crate::wire::startup::{StartupError, StartupMessage, StartupPacket, read_startup_packet};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+/// Start-up replies are small; this only guards against garbage.
+const MAX_STARTUP_REPLY: u32 = 1 << 20;
+
+/// A logged-in session, ready to relay.
+pub struct Established {
+    pub client: Stream,
+    pub upstream: Stream,
+    pub user: String,
+    pub database: String,
+    pub backend: BackendKey,
+    /// ParameterStatus values the server reported, in order.
+    pub parameters: Vec<(String, String)>,
+}
+
+/// The upstream backend's identity and the key the client was given for it.
+#[derive(Clone)]
+pub struct BackendKey {
+    pub pid: BackendPid,
+    pub upstream_secret: Bytes,
+    pub proxy_secret: Bytes,
+}
+
+pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
+    let opened = Instant::now();
+    let established = match tokio::time::timeout(
+        proxy.config.startup_timeout,
+        establish(&proxy, client, &peer),
+    )
+    .await
+    {
+        Err(_) => {
+            debug!(%peer, "start-up timeout: connection closed");
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(e)) => e,
+    };
+    let (user, database, key) = (
+        established.user.clone(),
+        established.database.clone(),
+        established.backend.clone(),
+    );
+    info!(%peer, %user, %database, pid = key.pid.0, "connection opened");
+    let end = relay::run(&proxy, established).await;
+    proxy.cancel_keys.unregister(key.pid, &key.proxy_secret);
+    if end == RelayEnd::ClientGoneWhileBusy {
+        if let Err(e) = send_cancel(&proxy.upstream, key.pid.0, &key.upstream_secret).await {
+            debug!(error = %e, "could not cancel the abandoned query");
+        }
+    }
+    info!(
+        %peer, %user, %database, pid = key.pid.0,
+        duration_ms = opened.elapsed().as_millis() as u64,
+        end = ?end,
+        "connection closed"
+    );
+}
+
+/// Runs the start-up phase; on failure the client has been told (or closed on, where
+/// PostgreSQL would say nothing) and None is returned.
+async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Established> {
+    let startup = loop {
+        match read_startup_packet(&mut client).await {
+            Ok(StartupPacket::SslRequest) => {
+                client = negotiate_tls(proxy, client).await?;
+            }
+            Ok(StartupPacket::GssEncRequest) => {
+                client.write_all(b"N").await.ok()?;
+            }
+            Ok(StartupPacket::Cancel { pid, secret }) => {
+                forward_cancel(proxy, BackendPid(pid), &secret).await;
+                return None;
+            }
+            Ok(StartupPacket::OtherVersion(raw)) => {
+                pass_to_upstream(proxy, &mut client, &raw).await;
+                return None;
+            }
+            Ok(StartupPacket::Startup(m)) => break m,
+            Err(StartupError::Silent(why)) => {
+                debug!(%peer, why, "start-up refused");
+                return None;
+            }
+            Err(StartupError::Fatal(code, message)) => {
+                fatal(&mut client, ProxyError::fatal(code, message)).await;
+                return None;
+            }
+            Err(StartupError::Io(e)) => {
+                debug!(%peer, error = %e, "start-up read failed");
+                return None;
+            }
+        }
+    };
+    let Some(user) = startup.user().map(str::to_owned) else {
+        fatal(
+            &mut client,
+            ProxyError::fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            ),
+        )
+        .await;
+        return None;
+    };
+    let database = startup.database().to_owned();
+
+    // Protocol options only the server can answer come back before authentication.
+    let mut early = None;
+    if startup.needs_negotiation() {
+        early = Some(negotiate_early(proxy, &mut client, &startup).await?);
+    }
+
+    match authenticate(proxy, &mut client, &user).await {
+        Ok(()) => {}
+        Err(AuthFailure::Fatal(e)) => {
+            info!(%peer, %user, %database, error = %e, "client authentication failed");
+            fatal(&mut client, e).await;
+            return None;
+        }
+        Err(AuthFailure::Gone) => return None,
+    }
+
+    let password = proxy.users.get(&user).and_then(|u| u.password.as_deref());
+    let (mut upstream, result) = match early {
+        Some((mut up, first)) => {
+            let r = login::resume(&mut up, first, &user, password).await;
+            (up, r)
+        }
+        None => {
+            let mut up = match proxy.upstream.connect().await {
+                Ok(up) => up,
+                Err(e) => {
+                    warn!(upstream = %proxy.upstream.describe(), error = %e, "cannot reach the upstream");
+                    fatal(&mut client, upstream_unreachable(proxy, &e.to_string())).await;
+                    return None;
+                }
+            };
+            let r = login(&mut up, &startup.raw, &user, password).await;
+            (up, r)
+        }
+    };
+    let mut out = BytesMut::with_capacity(512);
+    match result {
+        Ok(pre_auth) => {
+            reply::auth_ok(&mut out);
+            out.extend_from_slice(&pre_auth);
+        }
+        Err(e) => {
+            report_login_failure(proxy, &mut client, e, &user).await;
+            return None;
+        }
+    }
+
+    // ParameterStatus, BackendKeyData (ours), notices... up to ReadyForQuery.
+    let mut parameters = Vec::new();
+    let mut backend = None;
+    loop {
+        let msg = match read_message(&mut upstream, MAX_STARTUP_REPLY).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = client.write_all(&out).await;
+                fatal(&mut client, upstream_unreachable(proxy, &e.to_string())).await;
+                return None;
+            }
+        };
+        match msg.tag {
+            b'K' if msg.body.len() >= 8 => {
+                let pid = BackendPid(i32::from_be_bytes([
+                    msg.body[0],
+                    msg.body[1],
+                    msg.body[2],
+                    msg.body[3],
+                ]));
+                let upstream_secret = Bytes::copy_from_slice(&msg.body[4..]);
+                let proxy_secret = proxy.cancel_keys.register(pid, upstream_secret.clone());
+                reply::backend_key_data(&mut out, pid.0, &proxy_secret);
+                backend = Some(BackendKey {
+                    pid,
+                    upstream_secret,
+                    proxy_secret,
+                });
+            }
+            b'S' => {
+                let mut body = msg.body.clone();
+                if let (Some(k), Some(v)) = (
+                    crate::wire::io::get_cstr(&mut body),
+                    crate::wire::io::get_cstr(&mut body),
+                ) {
+                    parameters.push((k, v));
+                }
+                out.extend_from_slice(&frame(&msg));
+            }
+            b'E' => {
+                out.extend_from_slice(&frame(&msg));
+                let _ = client.write_all(&out).await;
+                let _ = client.flush().await;
+                if let Some(b) = backend {
+                    proxy.cancel_keys.unregister(b.pid, &b.proxy_secret);
+                }
+                return None;
+            }
+            b'Z' => {
+                out.extend_from_slice(&frame(&msg));
+                break;
+            }
+            _ => out.extend_from_slice(&frame(&msg)),
+        }
+    }
+    if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
+        if let Some(b) = backend {
+            proxy.cancel_keys.unregister(b.pid, &b.proxy_secret);
+        }
+        return None;
+    }
+    let Some(backend) = backend else {
+        warn!("upstream sent no BackendKeyData; cancel requests cannot reach it");
+        return Some(Established {
+            client,
+            upstream,
+            user,
+            database,
+            backend: BackendKey {
+                pid: BackendPid(0),
+                upstream_secret: Bytes::new(),
+                proxy_secret: Bytes::new(),
+            },
+            parameters,
+        });
+    };
+    Some(Established {
+        client,
+        upstream,
+        user,
+        database,
+        backend,
+        parameters,
+    })
+}
+
+async fn negotiate_tls(proxy: &Proxy, mut client: Stream) -> Option<Stream> {
+    let (Some(acceptor), Stream::Tcp(_)) = (&proxy.tls, &client) else {
+        client.write_all(b"N").await.ok()?;
+        return Some(client);
+    };
+    client.write_all(b"S").await.ok()?;
+    let Stream::Tcp(tcp) = client else {
+        return None;
+    };
+    match acceptor.accept(tcp).await {
+        Ok(tls) => Some(Stream::ServerTls(Box::new(tls))),
+        Err(e) => {
+            debug!(error = %e, "TLS handshake with client failed");
+            None
+        }
+    }
+}
+
+/// Sends the startup packet now and relays the server's protocol negotiation; returns the
+/// upstream connection and the authentication request that followed.
+async fn negotiate_early(
+    proxy: &Proxy,
+    client: &mut Stream,
+    startup: &StartupMessage,
+) -> Option<(Stream, crate::wire::io::Message)> {
+    let mut up = match proxy.upstream.connect().await {
+        Ok(up) => up,
+        Err(e) => {
+            fatal(client, upstream_unreachable(proxy, &e.to_string())).await;
+            return None;
+        }
+    };
+    up.write_all(&startup.raw).await.ok()?;
+    loop {
+        let msg = read_message(&mut up, MAX_STARTUP_REPLY).await.ok()?;
+        match msg.tag {
+            b'R' => return Some((up, msg)),
+            _ => {
+                client.write_all(&frame(&msg)).await.ok()?;
+                client.flush().await.ok()?;
+                if msg.tag == b'E' {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn forward_cancel(proxy: &Proxy, pid: BackendPid, secret: &[u8]) {
+    match proxy.cancel_keys.upstream_secret(pid, secret) {
+        Some(upstream_secret) => {
+            if let Err(e) = send_cancel(&proxy.upstream, pid.0, &upstream_secret).await {
+                warn!(error = %e, "could not forward a cancel request");
+            }
+        }
+        // PostgreSQL ignores a wrong key silently too.
+        None => debug!(pid = pid.0, "cancel request with an unknown key ignored"),
+    }
+}
+
+/// A startup packet of another protocol major version: the server words the refusal.
+async fn pass_to_upstream(proxy: &Proxy, client: &mut Stream, raw: &[u8]) {
+    let Ok(mut up) = proxy.upstream.connect().await else {
+        return;
+    };
+    if up.write_all(raw).await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = up.read(&mut buf).await {
+        if n == 0 || client.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = client.flush().await;
+}
+
+async fn report_login_failure(proxy: &Proxy, client: &mut Stream, e: LoginError, user: &str) {
+    match e {
+        LoginError::Server(bytes) => {
+            let _ = client.write_all(&bytes).await;
+            let _ = client.flush().await;
+        }
+        LoginError::Proxy(err) => {
+            warn!(%user, error = %err, "upstream login failed");
+            fatal(client, err).await;
+        }
+        LoginError::Io(err) => {
+            fatal(client, upstream_unreachable(proxy, &err.to_string())).await;
+        }
+    }
+}
+
+fn upstream_unreachable(proxy: &Proxy, why: &str) -> ProxyError {
+    ProxyError::fatal(
+        "08006",
+        format!(
+            "pglater could not connect to the server at {}: {why}",
+            proxy.upstream.describe()
+        ),
+    )
+}
+
+async fn fatal(client: &mut Stream, e: ProxyError) {
+    let _ = client.write_all(&e.to_bytes()).await;
+    let _ = client.flush().await;
+}

@@ -1,0 +1,7 @@
+//! pglater: a PostgreSQL wire-protocol proxy that adds asynchronous SQL.
+
+pub mod config;
+pub mod frontend;
+pub mod stream;
+pub mod upstream;
+pub mod wire;

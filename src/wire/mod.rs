@@ -1,0 +1,8 @@
+//! The PostgreSQL wire format: framing of the message stream, the startup-phase packets, and
+//! the few messages the proxy builds itself. Forwarded traffic is never decoded here beyond
+//! its 5-byte headers.
+
+pub mod frame;
+pub mod io;
+pub mod reply;
+pub mod startup;

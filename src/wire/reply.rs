@@ -1,0 +1,124 @@
+//! Messages the proxy sends in its own name, built with pgwire's encoders.
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::Message;
+use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, SecretKey};
+
+/// An error or notice the proxy raises itself, worded like PostgreSQL's.
+#[derive(Debug, Clone)]
+pub struct ProxyError {
+    pub severity: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ProxyError {
+    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: "FATAL",
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: "ERROR",
+            ..Self::fatal(code, message)
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn encode(&self, buf: &mut BytesMut) {
+        let mut fields = vec![
+            (b'S', self.severity.to_owned()),
+            (b'V', self.severity.to_owned()),
+            (b'C', self.code.to_owned()),
+            (b'M', self.message.clone()),
+        ];
+        if let Some(d) = &self.detail {
+            fields.push((b'D', d.clone()));
+        }
+        if let Some(h) = &self.hint {
+            fields.push((b'H', h.clone()));
+        }
+        encode(&ErrorResponse::new(fields), buf);
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        buf.freeze()
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.severity, self.code, self.message)
+    }
+}
+
+pub fn auth_ok(buf: &mut BytesMut) {
+    encode(&Authentication::Ok, buf);
+}
+
+pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    encode(
+        &Authentication::SASL(mechanisms.iter().map(|m| m.to_string()).collect()),
+        buf,
+    );
+}
+
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    encode(
+        &Authentication::SASLContinue(Bytes::copy_from_slice(data)),
+        buf,
+    );
+}
+
+pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    encode(
+        &Authentication::SASLFinal(Bytes::copy_from_slice(data)),
+        buf,
+    );
+}
+
+pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    encode(&Authentication::MD5Password(salt.to_vec()), buf);
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: &[u8]) {
+    let key = if secret.len() == 4 {
+        SecretKey::I32(i32::from_be_bytes([
+            secret[0], secret[1], secret[2], secret[3],
+        ]))
+    } else {
+        SecretKey::Bytes(Bytes::copy_from_slice(secret))
+    };
+    encode(&BackendKeyData::new(pid, key), buf);
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: TransactionStatus) {
+    encode(&ReadyForQuery::new(status), buf);
+}
+
+fn encode<M: Message>(msg: &M, buf: &mut BytesMut) {
+    // Only fails for messages over pgwire's size caps; ours are tiny.
+    if let Err(e) = msg.encode(buf) {
+        tracing::error!(error = %e, "could not encode a proxy message");
+    }
+}
