@@ -787,3 +787,279 @@ pub fn psql_c(port: u16, user: &str, password: Option<&str>, db: &str, sql: &str
     }
     psql(&ci, &["-c", sql])
 }
+
+// ---------------------------------------------------------------------------
+// raw protocol (std TcpStream, blocking) for byte-level tests
+// ---------------------------------------------------------------------------
+
+/// One backend message: type byte and body (without the length word).
+pub type Msg = (u8, Vec<u8>);
+
+/// A v3 StartupMessage with the given parameters.
+pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
+    startup_packet_version(3, 0, params)
+}
+
+/// A StartupMessage with an arbitrary protocol version.
+pub fn startup_packet_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&major.to_be_bytes());
+    body.extend_from_slice(&minor.to_be_bytes());
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A frontend message: tag, length word, body.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A simple-protocol Query message.
+pub fn query_msg(sql: &str) -> Vec<u8> {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    frame(b'Q', &body)
+}
+
+/// Split a byte buffer of backend messages; a trailing partial message is
+/// returned as the second element.
+pub fn parse_messages(mut bytes: &[u8]) -> (Vec<Msg>, Vec<u8>) {
+    let mut out = Vec::new();
+    while bytes.len() >= 5 {
+        let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+        if len < 4 || bytes.len() < 1 + len {
+            break;
+        }
+        out.push((bytes[0], bytes[5..1 + len].to_vec()));
+        bytes = &bytes[1 + len..];
+    }
+    (out, bytes.to_vec())
+}
+
+/// Fields of an ErrorResponse/NoticeResponse body, by field type.
+pub fn error_fields(body: &[u8]) -> std::collections::BTreeMap<char, String> {
+    let mut map = std::collections::BTreeMap::new();
+    let mut rest = body;
+    while let Some((&t, tail)) = rest.split_first() {
+        if t == 0 {
+            break;
+        }
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        map.insert(
+            t as char,
+            String::from_utf8_lossy(&tail[..end]).into_owned(),
+        );
+        rest = tail.get(end + 1..).unwrap_or(&[]);
+    }
+    map
+}
+
+/// What a raw connection got until it closed (or the time limit passed).
+#[derive(Debug)]
+pub struct ReadEnd {
+    pub bytes: Vec<u8>,
+    pub closed: bool,
+    pub elapsed: Duration,
+}
+
+impl ReadEnd {
+    pub fn messages(&self) -> Vec<Msg> {
+        parse_messages(&self.bytes).0
+    }
+
+    /// (S/V, C, M, D, H) of every ErrorResponse, for comparison with PG.
+    pub fn errors(&self) -> Vec<std::collections::BTreeMap<char, String>> {
+        self.messages()
+            .iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, b)| {
+                let mut f = error_fields(b);
+                // file/line/routine are where the message was built: not compared.
+                f.retain(|k, _| !matches!(k, 'F' | 'L' | 'R'));
+                f
+            })
+            .collect()
+    }
+}
+
+/// A blocking raw protocol connection.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub fn connect(port: u16) -> RawConn {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Read one backend message; None on EOF/reset/timeout.
+    pub fn read_msg(&mut self) -> Option<Msg> {
+        loop {
+            let (msgs, _) = parse_messages(&self.buf);
+            if let Some(first) = msgs.into_iter().next() {
+                let n = 5 + first.1.len();
+                self.buf.drain(..n);
+                return Some(first);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Read messages up to and including ReadyForQuery ('Z'); panics on EOF.
+    pub fn read_until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        loop {
+            let m = self
+                .read_msg()
+                .unwrap_or_else(|| panic!("connection ended before ReadyForQuery; got {out:?}"));
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Log in with a v3 startup packet (trust auth only); returns the
+    /// messages up to the first ReadyForQuery.
+    pub fn login(port: u16, params: &[(&str, &str)]) -> (RawConn, Vec<Msg>) {
+        let mut c = RawConn::connect(port);
+        c.send(&startup_packet(params)).unwrap();
+        let msgs = c.read_until_ready();
+        assert!(
+            msgs.iter()
+                .any(|(t, b)| *t == b'R' && b[..4] == [0, 0, 0, 0]),
+            "login did not succeed: {msgs:?}"
+        );
+        (c, msgs)
+    }
+
+    /// Run one simple query; returns every message up to ReadyForQuery.
+    pub fn simple_query(&mut self, sql: &str) -> Vec<Msg> {
+        self.send(&query_msg(sql)).unwrap();
+        self.read_until_ready()
+    }
+
+    /// Read until the peer closes or `limit` passes.
+    pub fn read_to_close(&mut self, limit: Duration) -> ReadEnd {
+        let start = Instant::now();
+        let mut bytes = std::mem::take(&mut self.buf);
+        let mut closed = false;
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+                .unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        ReadEnd {
+            bytes,
+            closed,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+/// First DataRow's first column as text, from a list of messages.
+pub fn first_value(msgs: &[Msg]) -> Option<String> {
+    let (_, body) = msgs.iter().find(|(t, _)| *t == b'D')?;
+    let len = i32::from_be_bytes(body[2..6].try_into().unwrap());
+    if len < 0 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned())
+}
+
+/// BackendKeyData (pid, secret) from login messages.
+pub fn backend_key(msgs: &[Msg]) -> Option<(i32, i32)> {
+    let (_, b) = msgs.iter().find(|(t, _)| *t == b'K')?;
+    Some((
+        i32::from_be_bytes(b[0..4].try_into().unwrap()),
+        i32::from_be_bytes(b[4..8].try_into().unwrap()),
+    ))
+}
+
+/// A CancelRequest packet.
+pub fn cancel_packet(pid: i32, secret: i32) -> Vec<u8> {
+    let mut out = 16u32.to_be_bytes().to_vec();
+    out.extend_from_slice(&80877102u32.to_be_bytes());
+    out.extend_from_slice(&pid.to_be_bytes());
+    out.extend_from_slice(&secret.to_be_bytes());
+    out
+}
+
+/// Connect and forward the connection's asynchronous messages
+/// (notifications, notices) to a channel.
+pub async fn connect_with_messages(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+) {
+    let (client, mut conn) = connect_raw(port, user, password, db).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match m {
+                Ok(msg) => {
+                    let _ = tx.send(msg);
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    (client, rx)
+}
