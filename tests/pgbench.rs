@@ -1,0 +1,236 @@
+//! pgbench through pglater: `pgbench -i -s 2`, then `pgbench -c 4 -j 2 -t 200` in each query
+//! mode (simple, extended, prepared). Every run must exit 0, process 800/800 transactions
+//! with zero failures, and leave the TPC-B invariants intact (checked directly on
+//! PostgreSQL, not through the proxy).
+//!
+//! Each mode gets its own database (owned by alice, the user pgbench connects as), so the
+//! three tests can run in parallel and each one's history holds exactly its own run.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A stalled relay must fail the test, not hang it.
+const PGBENCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn describe(&self) -> String {
+        format!(
+            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.stdout,
+            tail(&self.stderr, 6000)
+        )
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Run pgbench as alice against 127.0.0.1:`port`, output captured in files under `dir`.
+fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path, label: &str) -> Ran {
+    let stdout_path = dir.join(format!("{label}.stdout"));
+    let stderr_path = dir.join(format!("{label}.stderr"));
+    let mut child = Command::new("pgbench")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("LC_ALL", "C")
+        .env("PGPASSWORD", ALICE_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .current_dir(dir)
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", "alice"])
+        .args(args)
+        .arg(db)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).unwrap())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn pgbench");
+    let deadline = Instant::now() + PGBENCH_TIMEOUT;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let partial = Ran {
+                code: None,
+                stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
+                stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
+            };
+            panic!(
+                "pgbench {args:?} did not finish within {PGBENCH_TIMEOUT:?}; killed\n{}",
+                partial.describe()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ran {
+        code,
+        stdout: String::from_utf8_lossy(&fs::read(&stdout_path).unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&fs::read(&stderr_path).unwrap()).into_owned(),
+    }
+}
+
+/// The value after `label` on the line of pgbench's report that starts with it.
+fn report_value<'a>(stdout: &'a str, label: &str) -> Option<&'a str> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(str::trim)
+}
+
+/// A single value from PostgreSQL directly (as postgres over the socket).
+fn direct_value(pg: &TestPg, db: &str, sql: &str) -> String {
+    // admin_sql always connects to database `postgres`; this one connects to `db`.
+    let out = Command::new("psql")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(&pg.socket_dir)
+        .args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn psql");
+    assert!(
+        out.status.success(),
+        "direct query failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Fresh database, `pgbench -i -s 2` through the proxy, then one benchmark run in `mode`.
+fn bench_mode(mode: &str) {
+    let pg = pg();
+    let db = format!("bench_{mode}");
+    pg.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    pg.admin_sql(&format!("CREATE DATABASE {db} OWNER alice"));
+    let dir = temp_dir(&format!("pgbench-{mode}"));
+    let proxy = Proxy::scram(pg);
+    let context = |what: &str, ran: &Ran| {
+        format!(
+            "{what} (mode {mode}) through pglater:\n{}\npglater stderr (tail):\n{}",
+            ran.describe(),
+            tail(&proxy.stderr(), 4000)
+        )
+    };
+
+    // initialisation: DROP/CREATE TABLE, client-side COPY FROM STDIN of 200 000 rows,
+    // VACUUM, primary keys
+    let init = pgbench(proxy.port, &db, &["-i", "-s", "2"], &dir, "init");
+    assert_eq!(init.code, Some(0), "{}", context("pgbench -i -s 2", &init));
+    assert!(
+        init.stderr.contains("done in"),
+        "{}",
+        context("pgbench -i did not report completion", &init)
+    );
+    assert_eq!(
+        direct_value(pg, &db, "SELECT count(*) FROM pgbench_accounts"),
+        "200000"
+    );
+    assert_eq!(
+        direct_value(pg, &db, "SELECT count(*) FROM pgbench_branches"),
+        "2"
+    );
+    assert_eq!(
+        direct_value(pg, &db, "SELECT count(*) FROM pgbench_tellers"),
+        "20"
+    );
+
+    let run = pgbench(
+        proxy.port,
+        &db,
+        &["-c", "4", "-j", "2", "-t", "200", "-M", mode],
+        &dir,
+        "run",
+    );
+    let what = format!("pgbench -c 4 -j 2 -t 200 -M {mode}");
+    assert_eq!(run.code, Some(0), "{}", context(&what, &run));
+    assert_eq!(
+        report_value(&run.stdout, "query mode:"),
+        Some(mode),
+        "{}",
+        context(&what, &run)
+    );
+    assert_eq!(
+        report_value(&run.stdout, "number of transactions actually processed:"),
+        Some("800/800"),
+        "{}",
+        context(&what, &run)
+    );
+    let failed = report_value(&run.stdout, "number of failed transactions:")
+        .unwrap_or_else(|| panic!("no failed-transactions line; {}", context(&what, &run)));
+    assert!(
+        failed.starts_with("0 "),
+        "failed transactions: {failed}; {}",
+        context(&what, &run)
+    );
+
+    // every transaction left its row in the history, and the TPC-B balances agree
+    assert_eq!(
+        direct_value(pg, &db, "SELECT count(*) FROM pgbench_history"),
+        "800"
+    );
+    let sums = direct_value(
+        pg,
+        &db,
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text || ' ' || \
+                (SELECT sum(bbalance) FROM pgbench_branches)::text || ' ' || \
+                (SELECT sum(tbalance) FROM pgbench_tellers)::text || ' ' || \
+                (SELECT sum(delta) FROM pgbench_history)::text",
+    );
+    let parts: Vec<&str> = sums.split(' ').collect();
+    assert_eq!(parts.len(), 4, "unexpected sums output: {sums:?}");
+    assert!(
+        parts.iter().all(|p| *p == parts[0]),
+        "balances disagree after -M {mode} (accounts, branches, tellers, history): {sums}"
+    );
+
+    drop(proxy);
+    pg.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pgbench_simple() {
+    bench_mode("simple");
+}
+
+#[test]
+fn pgbench_extended() {
+    bench_mode("extended");
+}
+
+#[test]
+fn pgbench_prepared() {
+    bench_mode("prepared");
+}
