@@ -63,6 +63,9 @@ pub struct Cli {
     /// Seconds sessions may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "PGLATER_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Runtime worker threads (default: the number of CPUs).
+    #[arg(long, env = "PGLATER_THREADS")]
+    pub threads: Option<usize>,
     #[arg(long, env = "PGLATER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Certificate chain (PEM) for TLS towards clients.
@@ -88,6 +91,7 @@ struct FileConfig {
     startup_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
+    threads: Option<usize>,
     tls: Option<TlsConfig>,
     #[serde(default)]
     upstream: FileUpstream,
@@ -154,6 +158,7 @@ pub struct Config {
     pub startup_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    pub threads: usize,
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub users: Vec<UserConfig>,
@@ -194,6 +199,10 @@ impl Config {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            threads: cli
+                .threads
+                .or(file.threads)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             tls,
             upstream: UpstreamConfig {
                 host: up_host
@@ -219,6 +228,9 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         split_host_port(&self.listen).context("listen")?;
+        if self.threads == 0 {
+            bail!("threads: must be at least 1");
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             if u.name.is_empty() {

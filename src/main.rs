@@ -4,7 +4,8 @@ use pglater::config::{AuthMode, Cli, Config, LogFormat};
 use pglater::frontend::{Proxy, listener};
 use std::io::IsTerminal;
 use std::sync::Arc;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 fn main() {
@@ -18,6 +19,7 @@ fn main() {
     };
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -32,21 +34,44 @@ async fn run(config: Config) -> Result<()> {
         warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
     }
     let proxy = Arc::new(Proxy::new(config)?);
-    listener::run(proxy, shutdown_signal()).await
+    let (first_signal, stop_accepting) = oneshot::channel();
+    let force = proxy.force_close.clone();
+    tokio::spawn(async move {
+        let Ok(mut signals) = Signals::new() else {
+            error!("cannot install signal handlers");
+            return;
+        };
+        signals.next().await;
+        let _ = first_signal.send(());
+        signals.next().await;
+        warn!("second signal: closing sessions now");
+        force.cancel();
+    });
+    listener::run(proxy, async {
+        let _ = stop_accepting.await;
+    })
+    .await
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT: the first stops accepting and drains, the second closes sessions.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

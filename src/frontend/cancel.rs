@@ -38,7 +38,7 @@ impl CancelKeys {
     /// Forgets a session's key, unless a newer session already reuses the pid.
     pub fn unregister(&self, pid: BackendPid, proxy_secret: &Bytes) {
         self.by_pid
-            .remove_if(&pid, |_, k| &k.proxy_secret == proxy_secret);
+            .remove_if(&pid, |_, k| k.proxy_secret == proxy_secret);
     }
 
     /// The upstream secret for a client's CancelRequest, if its secret is right.

@@ -63,10 +63,10 @@ pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
     info!(%peer, %user, %database, pid = key.pid.0, "connection opened");
     let end = relay::run(&proxy, established).await;
     proxy.cancel_keys.unregister(key.pid, &key.proxy_secret);
-    if end == RelayEnd::ClientGoneWhileBusy {
-        if let Err(e) = send_cancel(&proxy.upstream, key.pid.0, &key.upstream_secret).await {
-            debug!(error = %e, "could not cancel the abandoned query");
-        }
+    if end == RelayEnd::ClientGoneWhileBusy
+        && let Err(e) = send_cancel(&proxy.upstream, key.pid.0, &key.upstream_secret).await
+    {
+        debug!(error = %e, "could not cancel the abandoned query");
     }
     info!(
         %peer, %user, %database, pid = key.pid.0,
