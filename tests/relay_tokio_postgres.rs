@@ -913,3 +913,28 @@ async fn backend_key_pid_is_the_backend_pid() {
     };
     assert_eq!(statuses(&msgs), statuses(&direct_msgs));
 }
+
+#[tokio::test]
+async fn terminated_backend_error_reaches_the_client() {
+    // pg_terminate_backend: the server's FATAL 57P01 arrives unsolicited and
+    // the connection closes, through the proxy exactly as directly.
+    let proxy = Proxy::trust(pg());
+    let mut seen = Vec::new();
+    for port in [pg().port, proxy.port] {
+        let (mut c, _) = RawConn::login(port, &[("user", "postgres"), ("database", "postgres")]);
+        let pid = first_value(&c.simple_query("SELECT pg_backend_pid()")).unwrap();
+        pg().admin_sql(&format!("SELECT pg_terminate_backend({pid})"));
+        let r = c.read_to_close(SOON);
+        assert!(r.closed, "port {port}: connection not closed");
+        seen.push(r.errors());
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(seen[1].len(), 1);
+    assert_eq!(seen[1][0].get(&'C').map(String::as_str), Some("57P01"));
+    // The proxy serves others.
+    let c = proxied(&proxy).await;
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+}
