@@ -243,7 +243,7 @@ ratio() {
 }
 
 echo
-printf '%-16s %13s %13s %13s %14s %16s %17s\n' workload "direct TPS" "pglater TPS" \
+printf '%-16s %14s %14s %14s %15s %17s %18s\n' workload "direct TPS" "pglater TPS" \
     "pgbouncer TPS" pglater/direct pgbouncer/direct pglater/pgbouncer
 for w in $WORKLOADS; do
     # shellcheck disable=SC2086 # the lists are space-separated numbers
@@ -252,6 +252,6 @@ for w in $WORKLOADS; do
     l=$(median ${results[$w,pglater]})
     # shellcheck disable=SC2086
     b=$(median ${results[$w,pgbouncer]})
-    printf '%-16s %13s %13s %13s %14s %16s %17s\n' "$w" "$d" "$l" "$b" \
+    printf '%-16s %14s %14s %14s %15s %17s %18s\n' "$w" "$d" "$l" "$b" \
         "$(ratio "$l" "$d")" "$(ratio "$b" "$d")" "$(ratio "$l" "$b")"
 done
