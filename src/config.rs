@@ -74,6 +74,19 @@ pub struct Cli {
     /// Private key (PEM) for TLS towards clients.
     #[arg(long, env = "PGLATER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Job store connection (postgres://user:password@host:port/db). Default: database
+    /// `postgres` on the upstream, as role `postgres`.
+    #[arg(long, env = "PGLATER_STORE_URL")]
+    pub store_url: Option<String>,
+    /// Job workers in this instance.
+    #[arg(long, env = "PGLATER_WORKERS")]
+    pub workers: Option<usize>,
+    /// Name of this instance in the job store (stable across restarts).
+    #[arg(long, env = "PGLATER_INSTANCE_NAME")]
+    pub instance_name: Option<String>,
+    /// Relay only: no LATER commands, no job store.
+    #[arg(long, env = "PGLATER_NO_LATER")]
+    pub no_later: bool,
     #[arg(long, env = "PGLATER_UPSTREAM_SSLMODE")]
     pub upstream_sslmode: Option<SslMode>,
     /// CA certificates (PEM) that verify the upstream's certificate.
@@ -97,6 +110,48 @@ struct FileConfig {
     upstream: FileUpstream,
     #[serde(default)]
     users: Vec<UserConfig>,
+    #[serde(default)]
+    later: FileLater,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLater {
+    enabled: Option<bool>,
+    store_url: Option<String>,
+    workers: Option<usize>,
+    instance_name: Option<String>,
+    max_result_bytes: Option<u64>,
+    max_script_bytes: Option<usize>,
+    admins: Option<Vec<String>>,
+}
+
+/// The asynchronous-SQL service.
+#[derive(Clone)]
+pub struct LaterConfig {
+    pub enabled: bool,
+    pub store_url: Option<String>,
+    pub workers: usize,
+    pub instance_name: String,
+    pub max_result_bytes: u64,
+    pub max_script_bytes: usize,
+    /// Users who see and may cancel every user's jobs.
+    pub admins: Vec<String>,
+}
+
+impl std::fmt::Debug for LaterConfig {
+    // The store URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaterConfig")
+            .field("enabled", &self.enabled)
+            .field("store_url", &self.store_url.as_ref().map(|_| "<set>"))
+            .field("workers", &self.workers)
+            .field("instance_name", &self.instance_name)
+            .field("max_result_bytes", &self.max_result_bytes)
+            .field("max_script_bytes", &self.max_script_bytes)
+            .field("admins", &self.admins)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +217,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub users: Vec<UserConfig>,
+    pub later: LaterConfig,
 }
 
 impl Config {
@@ -220,6 +276,19 @@ impl Config {
                     .or(file.upstream.sslrootcert),
                 connect_timeout: secs(file.upstream.connect_timeout_secs, 10),
             },
+            later: LaterConfig {
+                enabled: !cli.no_later && file.later.enabled.unwrap_or(true),
+                store_url: cli.store_url.clone().or(file.later.store_url),
+                workers: cli.workers.or(file.later.workers).unwrap_or(4),
+                instance_name: cli
+                    .instance_name
+                    .clone()
+                    .or(file.later.instance_name)
+                    .unwrap_or_else(|| default_instance_name(cli.listen.as_deref())),
+                max_result_bytes: file.later.max_result_bytes.unwrap_or(8 << 30),
+                max_script_bytes: file.later.max_script_bytes.unwrap_or(1 << 20),
+                admins: file.later.admins.unwrap_or_default(),
+            },
             users: file.users,
         };
         config.validate()?;
@@ -228,6 +297,9 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         split_host_port(&self.listen).context("listen")?;
+        if self.later.instance_name.contains('/') {
+            bail!("later.instance_name: must not contain '/'");
+        }
         if self.threads == 0 {
             bail!("threads: must be at least 1");
         }
@@ -263,6 +335,16 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
         self.users.iter().find(|u| u.name == name)
     }
+}
+
+fn default_instance_name(listen: Option<&str>) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "pglater".into());
+    format!(
+        "{host}:{}",
+        listen.unwrap_or("6432").rsplit(':').next().unwrap_or("")
+    )
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {

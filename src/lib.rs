@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod frontend;
+pub mod later;
 pub mod stream;
 pub mod upstream;
 pub mod wire;

@@ -2,6 +2,7 @@ use anyhow::Result;
 use clap::Parser;
 use pglater::config::{AuthMode, Cli, Config, LogFormat};
 use pglater::frontend::{Proxy, listener};
+use pglater::later::Later;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -33,7 +34,11 @@ async fn run(config: Config) -> Result<()> {
     if config.auth == AuthMode::Trust {
         warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
     }
-    let proxy = Arc::new(Proxy::new(config)?);
+    let mut proxy = Proxy::new(config)?;
+    if proxy.config.later.enabled {
+        proxy.later = Some(Later::start(&proxy.config, proxy.upstream.clone()).await?);
+    }
+    let proxy = Arc::new(proxy);
     let (first_signal, stop_accepting) = oneshot::channel();
     let force = proxy.force_close.clone();
     tokio::spawn(async move {

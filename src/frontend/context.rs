@@ -3,10 +3,12 @@
 use super::cancel::CancelKeys;
 use super::secrets::UserSecrets;
 use crate::config::Config;
+use crate::later::Later;
 use crate::upstream::Upstream;
 use anyhow::{Context, Result};
 use pgwire::api::auth::sasl::scram::ScramServerAuth;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,8 @@ pub struct Proxy {
     pub cancel_keys: CancelKeys,
     /// Fired when the shutdown grace period is over: sessions close.
     pub force_close: CancellationToken,
+    /// The asynchronous-SQL service (None: relay only).
+    pub later: Option<Arc<Later>>,
 }
 
 impl Proxy {
@@ -49,6 +53,7 @@ impl Proxy {
             users,
             cancel_keys: CancelKeys::default(),
             force_close: CancellationToken::new(),
+            later: None,
         })
     }
 }

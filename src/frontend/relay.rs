@@ -1,21 +1,32 @@
 //! The relay: bytes flow both ways unchanged, in whole runs, while headers are scanned to know
-//! where messages start (to see Terminate, count outstanding queries and tell whether a broken
-//! connection left a message half-sent).
+//! where messages start. Upstream-bound, Query messages that may be pglater commands are held
+//! until complete and answered by the proxy; everything else is forwarded as it arrives.
+//! Client-bound, the scan tracks ReadyForQuery (transaction status, outstanding queries) and
+//! ParameterStatus (the session settings a LATER job inherits), and the proxy's own replies
+//! are written only at message boundaries.
 
 use super::context::Proxy;
 use super::session::Established;
+use crate::later::Later;
+use crate::later::command::{self, Prefix};
+use crate::later::intercept::{self, Asker, Inject, Injector};
+use crate::later::job::Settings;
 use crate::stream::Stream;
-use crate::wire::frame::FrameScanner;
+use crate::wire::frame::{FrameScanner, MAX_MESSAGE_LEN};
 use crate::wire::reply::ProxyError;
-use bytes::BytesMut;
-use std::sync::atomic::{AtomicU32, Ordering};
+use bytes::{Buf, BytesMut};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
 
 /// Per-direction buffer: one socket read, written on in one go.
 const BUF_SIZE: usize = 32 * 1024;
 /// After a client's protocol violation, how long the server gets to answer it.
 const VIOLATION_GRACE: Duration = Duration::from_secs(5);
+/// How much of an oversized Query is looked at to tell a LATER from anything else.
+const SNIFF: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -33,6 +44,20 @@ pub enum RelayEnd {
     Shutdown,
 }
 
+/// State both directions of one session share.
+struct Shared<'a> {
+    later: Option<&'a Later>,
+    user: &'a str,
+    database: &'a str,
+    /// Queries (Query, Sync, FunctionCall) whose ReadyForQuery has not come back yet.
+    outstanding: AtomicU32,
+    /// Signalled when `outstanding` drops to zero.
+    idle: Notify,
+    /// Transaction status of the last ReadyForQuery.
+    status: AtomicU8,
+    parameters: Mutex<Settings>,
+}
+
 /// Which direction ended first.
 enum First {
     Up(Stop),
@@ -40,7 +65,7 @@ enum First {
     Shutdown,
 }
 
-/// Which side stopped a direction.
+/// Why a direction stopped.
 enum Stop {
     /// The reading side ended (EOF or error).
     Read,
@@ -52,25 +77,40 @@ enum Stop {
 
 pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
     let Established {
-        client, upstream, ..
+        client,
+        upstream,
+        user,
+        database,
+        parameters,
+        ..
     } = session;
+    let shared = Shared {
+        later: proxy.later.as_deref(),
+        user: &user,
+        database: &database,
+        outstanding: AtomicU32::new(0),
+        idle: Notify::new(),
+        status: AtomicU8::new(b'I'),
+        parameters: Mutex::new(parameters),
+    };
     match (client, upstream) {
         // The common case: plain TCP both ways, split without locking.
         (Stream::Tcp(c), Stream::Tcp(u)) => {
             let (mut cr, mut cw) = c.into_split();
             let (mut ur, mut uw) = u.into_split();
-            pump(proxy, &mut cr, &mut cw, &mut ur, &mut uw).await
+            pump(proxy, &shared, &mut cr, &mut cw, &mut ur, &mut uw).await
         }
         (c, u) => {
             let (mut cr, mut cw) = tokio::io::split(c);
             let (mut ur, mut uw) = tokio::io::split(u);
-            pump(proxy, &mut cr, &mut cw, &mut ur, &mut uw).await
+            pump(proxy, &shared, &mut cr, &mut cw, &mut ur, &mut uw).await
         }
     }
 }
 
 async fn pump<CR, CW, UR, UW>(
     proxy: &Proxy,
+    shared: &Shared<'_>,
     cr: &mut CR,
     cw: &mut CW,
     ur: &mut UR,
@@ -82,101 +122,236 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
 {
-    // Queries (Query, Sync, FunctionCall) whose ReadyForQuery has not come back yet.
-    let outstanding = AtomicU32::new(0);
-    let mut to_client = FrameScanner::default();
-    let mut last_to_client = 0u8;
+    let (inject_tx, mut inject_rx) = mpsc::channel::<Inject>(4);
+    let mut down = Downstream::default();
     let mut up_buf = BytesMut::with_capacity(BUF_SIZE);
     let mut down_buf = BytesMut::with_capacity(BUF_SIZE);
 
     let first = {
-        let up = client_to_upstream(cr, uw, &outstanding, &mut up_buf);
-        let down = upstream_to_client(
-            ur,
-            cw,
-            &outstanding,
-            &mut to_client,
-            &mut last_to_client,
-            &mut down_buf,
-        );
+        let injector = Injector::new(inject_tx);
+        let up = client_to_upstream(cr, uw, shared, &injector, &mut up_buf);
+        let down_fut = upstream_to_client(ur, cw, shared, &mut inject_rx, &mut down, &mut down_buf);
         tokio::select! {
             stop = up => First::Up(stop),
-            _ = down => First::Down,
+            _ = down_fut => First::Down,
             _ = proxy.force_close.cancelled() => First::Shutdown,
         }
     };
 
     match first {
-        First::Shutdown => shutdown(cw, uw, &to_client).await,
+        First::Shutdown => shutdown(cw, uw, &down.scanner).await,
         First::Up(Stop::Terminate) => RelayEnd::ClientTerminated,
         First::Up(Stop::BadLength) => {
             // The offending header went upstream: let the server answer as it does, then close.
             let _ = tokio::time::timeout(
                 VIOLATION_GRACE,
-                upstream_to_client(
-                    ur,
-                    cw,
-                    &outstanding,
-                    &mut to_client,
-                    &mut last_to_client,
-                    &mut down_buf,
-                ),
+                upstream_to_client(ur, cw, shared, &mut inject_rx, &mut down, &mut down_buf),
             )
             .await;
             let _ = cw.shutdown().await;
             RelayEnd::ProtocolViolation
         }
-        First::Up(Stop::Read) => client_gone(uw, &outstanding).await,
+        First::Up(Stop::Read) => client_gone(uw, &shared.outstanding).await,
         // The upstream stopped taking bytes, or stopped sending them: it is gone.
-        First::Up(Stop::Write) | First::Down => upstream_gone(cw, &to_client, last_to_client).await,
+        First::Up(Stop::Write) | First::Down => upstream_gone(cw, &down).await,
     }
 }
 
 async fn client_to_upstream<R, W>(
     client: &mut R,
     upstream: &mut W,
-    outstanding: &AtomicU32,
+    shared: &Shared<'_>,
+    injector: &Injector,
     buf: &mut BytesMut,
 ) -> Stop
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut scanner = FrameScanner::default();
+    // Body bytes of the current message still to pass (or to drop, for a refused LATER).
+    let mut skip = 0usize;
+    let mut discard = false;
+    buf.clear();
     loop {
-        buf.clear();
+        if buf.capacity() - buf.len() < BUF_SIZE / 4 {
+            buf.reserve(BUF_SIZE);
+        }
         match client.read_buf(buf).await {
             Ok(0) | Err(_) => return Stop::Read,
             Ok(_) => {}
         }
-        let mut terminate_at = None;
-        let scanned = scanner.feed(buf, |h, end| match h.tag {
-            b'Q' | b'S' | b'F' => {
-                outstanding.fetch_add(1, Ordering::Relaxed);
+        let mut pos = 0;
+        let mut forward_from = 0;
+        if skip > 0 {
+            pos = skip.min(buf.len());
+            skip -= pos;
+            if discard {
+                forward_from = pos;
+                discard = skip > 0;
             }
-            b'X' if terminate_at.is_none() => terminate_at = Some(end),
-            _ => {}
-        });
-        let (upto, stop) = match (scanned, terminate_at) {
-            (_, Some(end)) => (end, Some(Stop::Terminate)),
-            (Err(bad), None) => (bad.end, Some(Stop::BadLength)),
-            (Ok(()), None) => (buf.len(), None),
-        };
-        if upstream.write_all(&buf[..upto]).await.is_err() || upstream.flush().await.is_err() {
+        }
+        let mut stop = None;
+        while skip == 0 && buf.len() - pos >= 5 {
+            let tag = buf[pos];
+            let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            if !(4..=MAX_MESSAGE_LEN).contains(&len) {
+                // Forward the header: the server words (or silently takes) the violation.
+                pos += 5;
+                stop = Some(Stop::BadLength);
+                break;
+            }
+            let total = len as usize + 1;
+            let avail = buf.len() - pos;
+            if tag == b'Q'
+                && let Some(later) = shared.later
+            {
+                let body = &buf[pos + 5..pos + total.min(avail)];
+                if command::classify_prefix(body) == Prefix::Maybe {
+                    let limit = later.config.max_script_bytes + SNIFF;
+                    if avail < total && total <= limit {
+                        break; // hold: wait for the whole message
+                    }
+                    if avail >= total {
+                        let sql = &buf[pos + 5..pos + total - 1];
+                        if let Some(cmd) = command::parse(sql) {
+                            if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
+                                return Stop::Write;
+                            }
+                            if answer(later, shared, cmd, injector).await.is_err() {
+                                return Stop::Read;
+                            }
+                            pos += total;
+                            forward_from = pos;
+                            continue;
+                        }
+                    } else if body.len() >= SNIFF.min(total - 5) && command::is_later_prefix(body) {
+                        // A LATER over the script limit: refuse it without holding it.
+                        if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
+                            return Stop::Write;
+                        }
+                        if refuse_oversized(later, shared, total - 5, injector)
+                            .await
+                            .is_err()
+                        {
+                            return Stop::Read;
+                        }
+                        skip = total - avail;
+                        discard = true;
+                        pos = buf.len();
+                        forward_from = pos;
+                        break;
+                    } else if avail < total && body.len() < SNIFF.min(total - 5) {
+                        break; // need a longer look
+                    }
+                }
+            }
+            match tag {
+                b'Q' | b'S' | b'F' => {
+                    shared.outstanding.fetch_add(1, Ordering::AcqRel);
+                }
+                b'X' => {
+                    let end = pos + total.min(avail);
+                    let _ = write_run(upstream, &buf[forward_from..end]).await;
+                    return Stop::Terminate;
+                }
+                _ => {}
+            }
+            if avail < total {
+                skip = total - avail;
+                pos = buf.len();
+                break;
+            }
+            pos += total;
+        }
+        if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
             return Stop::Write;
         }
         if let Some(stop) = stop {
             return stop;
         }
+        // Keep what is not forwarded yet (a partial header or a held message).
+        buf.advance(pos);
     }
+}
+
+async fn write_run<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Waits until the server has answered everything sent before, then answers `cmd`.
+async fn answer(
+    later: &Later,
+    shared: &Shared<'_>,
+    cmd: command::Command<'_>,
+    injector: &Injector,
+) -> Result<(), intercept::Gone> {
+    wait_idle(shared).await;
+    let parameters = shared
+        .parameters
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    let asker = Asker {
+        user: shared.user,
+        database: shared.database,
+        parameters: &parameters,
+        status: shared.status.load(Ordering::Acquire),
+    };
+    intercept::handle(later, &asker, cmd, injector).await
+}
+
+async fn refuse_oversized(
+    later: &Later,
+    shared: &Shared<'_>,
+    size: usize,
+    injector: &Injector,
+) -> Result<(), intercept::Gone> {
+    wait_idle(shared).await;
+    let e = ProxyError::error(
+        "54000",
+        format!(
+            "LATER script is {size} bytes, over the limit of {} (later.max_script_bytes)",
+            later.config.max_script_bytes
+        ),
+    );
+    intercept::send_error(injector, &e, shared.status.load(Ordering::Acquire)).await
+}
+
+async fn wait_idle(shared: &Shared<'_>) {
+    loop {
+        let notified = shared.idle.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shared.outstanding.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Bookkeeping of the client-bound stream.
+#[derive(Default)]
+struct Downstream {
+    scanner: FrameScanner,
+    last_tag: u8,
+    /// A ReadyForQuery whose status byte has not arrived yet.
+    status_pending: bool,
+    /// Part of a ParameterStatus message cut by a read.
+    partial_parameter: Option<(usize, Vec<u8>)>,
+    /// Writing a proxy reply: the server's bytes wait until it is complete.
+    injecting: bool,
 }
 
 async fn upstream_to_client<R, W>(
     upstream: &mut R,
     client: &mut W,
-    outstanding: &AtomicU32,
-    scanner: &mut FrameScanner,
-    last_tag: &mut u8,
+    shared: &Shared<'_>,
+    injections: &mut mpsc::Receiver<Inject>,
+    down: &mut Downstream,
     buf: &mut BytesMut,
 ) -> Stop
 where
@@ -186,23 +361,113 @@ where
     // The server is trusted: a header we cannot parse only ends our bookkeeping, not the relay.
     let mut framed = true;
     loop {
-        buf.clear();
-        match upstream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Stop::Read,
-            Ok(_) => {}
-        }
-        if framed {
-            let scanned = scanner.feed(buf, |h, _| {
-                if h.tag == b'Z' {
-                    let _ = outstanding
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let may_inject = down.injecting || down.scanner.at_boundary();
+        tokio::select! {
+            biased;
+            inj = injections.recv(), if may_inject => match inj {
+                Some(Inject::Bytes(b)) => {
+                    down.injecting = true;
+                    if client.write_all(&b).await.is_err() {
+                        return Stop::Write;
+                    }
                 }
-                *last_tag = h.tag;
-            });
-            framed = scanned.is_ok();
+                Some(Inject::Done(ack)) => {
+                    down.injecting = false;
+                    if client.flush().await.is_err() {
+                        return Stop::Write;
+                    }
+                    let _ = ack.send(());
+                }
+                None => down.injecting = false,
+            },
+            r = upstream.read_buf(buf), if !down.injecting => {
+                match r {
+                    Ok(0) | Err(_) => return Stop::Read,
+                    Ok(_) => {}
+                }
+                if framed {
+                    framed = track(shared, down, buf);
+                }
+                if client.write_all(buf).await.is_err() || client.flush().await.is_err() {
+                    return Stop::Write;
+                }
+                buf.clear();
+            }
         }
-        if client.write_all(buf).await.is_err() || client.flush().await.is_err() {
-            return Stop::Write;
+    }
+}
+
+/// Follows the server's messages in `data`; false if the framing was lost.
+fn track(shared: &Shared<'_>, down: &mut Downstream, data: &[u8]) -> bool {
+    if down.status_pending
+        && let Some(&s) = data.first()
+    {
+        down.status_pending = false;
+        shared.status.store(s, Ordering::Release);
+    }
+    if let Some((need, mut part)) = down.partial_parameter.take() {
+        let take = (need - part.len()).min(data.len());
+        part.extend_from_slice(&data[..take]);
+        if part.len() == need {
+            record_parameter(shared, &part);
+        } else {
+            down.partial_parameter = Some((need, part));
+        }
+    }
+    let mut last_tag = down.last_tag;
+    let mut status_pending = false;
+    let mut partial = None;
+    let scanned = down.scanner.feed(data, |h, end| {
+        last_tag = h.tag;
+        match h.tag {
+            b'Z' => {
+                match data.get(end) {
+                    Some(&s) => shared.status.store(s, Ordering::Release),
+                    None => status_pending = true,
+                }
+                let before =
+                    shared
+                        .outstanding
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                if before == Ok(1) {
+                    shared.idle.notify_waiters();
+                }
+            }
+            b'S' => {
+                let body_len = h.len as usize - 4;
+                if data.len() >= end + body_len {
+                    record_parameter(shared, &data[end..end + body_len]);
+                } else {
+                    partial = Some((body_len, data[end..].to_vec()));
+                }
+            }
+            _ => {}
+        }
+    });
+    down.last_tag = last_tag;
+    if status_pending {
+        down.status_pending = true;
+    }
+    if partial.is_some() {
+        down.partial_parameter = partial;
+    }
+    scanned.is_ok()
+}
+
+/// ParameterStatus body: name\0value\0.
+fn record_parameter(shared: &Shared<'_>, body: &[u8]) {
+    let mut parts = body.split(|&b| b == 0);
+    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let (name, value) = (
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value).into_owned(),
+    );
+    if let Ok(mut params) = shared.parameters.lock() {
+        match params.iter_mut().find(|(k, _)| *k == name) {
+            Some(entry) => entry.1 = value,
+            None => params.push((name, value)),
         }
     }
 }
@@ -220,12 +485,8 @@ async fn client_gone<W: AsyncWrite + Unpin>(uw: &mut W, outstanding: &AtomicU32)
 }
 
 /// The server closed: unless it said why itself (a FATAL it sent last), tell the client.
-async fn upstream_gone<W: AsyncWrite + Unpin>(
-    cw: &mut W,
-    to_client: &FrameScanner,
-    last_tag: u8,
-) -> RelayEnd {
-    if to_client.at_boundary() && last_tag != b'E' {
+async fn upstream_gone<W: AsyncWrite + Unpin>(cw: &mut W, down: &Downstream) -> RelayEnd {
+    if down.scanner.at_boundary() && !down.injecting && down.last_tag != b'E' {
         let e = ProxyError::fatal("08006", "server closed the connection unexpectedly")
             .with_detail("pglater lost its connection to the upstream server.");
         let _ = cw.write_all(&e.to_bytes()).await;

@@ -2,7 +2,9 @@
 //! the few messages the proxy builds itself. Forwarded traffic is never decoded here beyond
 //! its 5-byte headers.
 
+pub mod fields;
 pub mod frame;
 pub mod io;
 pub mod reply;
 pub mod startup;
+pub mod text;

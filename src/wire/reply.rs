@@ -122,3 +122,73 @@ fn encode<M: Message>(msg: &M, buf: &mut BytesMut) {
         tracing::error!(error = %e, "could not encode a proxy message");
     }
 }
+
+/// A column of a result the proxy builds itself (text format).
+pub struct Column {
+    pub name: &'static str,
+    pub type_oid: u32,
+}
+
+pub const INT8: u32 = 20;
+pub const TEXT: u32 = 25;
+pub const TIMESTAMPTZ: u32 = 1184;
+pub const INTERVAL: u32 = 1186;
+
+pub fn row_description(buf: &mut BytesMut, columns: &[Column]) {
+    use pgwire::messages::data::{FieldDescription, RowDescription};
+    let fields = columns
+        .iter()
+        .map(|c| {
+            FieldDescription::new(
+                c.name.to_owned(),
+                0,
+                0,
+                c.type_oid,
+                type_size(c.type_oid),
+                -1,
+                0,
+            )
+        })
+        .collect();
+    encode(&RowDescription::new(fields), buf);
+}
+
+fn type_size(oid: u32) -> i16 {
+    match oid {
+        INT8 | TIMESTAMPTZ => 8,
+        INTERVAL => 16,
+        _ => -1,
+    }
+}
+
+/// A DataRow of text values (None is NULL).
+pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+    let bytes: Vec<Option<&[u8]>> = values.iter().map(|v| v.map(str::as_bytes)).collect();
+    data_row_bytes(buf, &bytes);
+}
+
+/// A DataRow of values already in the client's encoding.
+pub fn data_row_bytes(buf: &mut BytesMut, values: &[Option<&[u8]>]) {
+    use bytes::BufMut;
+    let body_len: usize = 2 + values
+        .iter()
+        .map(|v| 4 + v.map_or(0, <[u8]>::len))
+        .sum::<usize>();
+    buf.put_u8(b'D');
+    buf.put_u32(body_len as u32 + 4);
+    buf.put_i16(values.len() as i16);
+    for v in values {
+        match v {
+            Some(s) => {
+                buf.put_i32(s.len() as i32);
+                buf.put_slice(s);
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+}
+
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    use pgwire::messages::response::CommandComplete;
+    encode(&CommandComplete::new(tag.to_owned()), buf);
+}

@@ -162,6 +162,22 @@ fn parse_params(mut b: &[u8]) -> Result<Vec<(String, String)>, StartupError> {
     }
 }
 
+/// A protocol 3.0 StartupMessage with the given parameters (for the proxy's own sessions).
+pub fn build_startup(params: &[(&str, &str)]) -> Bytes {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(&196_608u32.to_be_bytes());
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    Bytes::from(packet)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,319 @@
+//! Running a job's script and capturing the server's reply messages, as sent, into result
+//! chunks in the store. Messages are streamed: a DataRow of any size passes through a fixed
+//! buffer, so a result of gigabytes never sits whole in memory.
+
+use super::conn::JobConn;
+use super::id::JobId;
+use super::job::{Attempt, JobState, Outcome};
+use super::store::Store;
+use crate::upstream::Upstream;
+use crate::upstream::cancel::send_cancel;
+use crate::wire::fields::ErrorFields;
+use crate::wire::frame::MAX_MESSAGE_LEN;
+use crate::wire::reply::ProxyError;
+use bytes::{BufMut, BytesMut};
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Size of a stored result chunk.
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Messages the capture must read whole (errors, status, session chatter) are small.
+const MAX_HELD_MESSAGE: usize = 16 << 20;
+
+/// Where captured messages go.
+pub struct Sink<'a> {
+    store: &'a Store,
+    id: JobId,
+    attempt: Attempt,
+    chunk: BytesMut,
+    seq: i32,
+    bytes: i64,
+    max_bytes: u64,
+    exceeded: bool,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(store: &'a Store, id: JobId, attempt: Attempt, max_bytes: u64) -> Self {
+        Self {
+            store,
+            id,
+            attempt,
+            chunk: BytesMut::with_capacity(CHUNK_SIZE),
+            seq: 0,
+            bytes: 0,
+            max_bytes,
+            exceeded: false,
+        }
+    }
+
+    async fn push(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        if self.exceeded {
+            return Ok(());
+        }
+        if self.bytes as u64 + data.len() as u64 > self.max_bytes {
+            self.exceeded = true;
+            return Ok(());
+        }
+        self.bytes += data.len() as i64;
+        let mut data = data;
+        while !data.is_empty() {
+            let room = CHUNK_SIZE - self.chunk.len();
+            let take = room.min(data.len());
+            self.chunk.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.chunk.len() == CHUNK_SIZE {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A message written whatever the size limit (the final error of a job over it).
+    async fn push_always(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        self.bytes += data.len() as i64;
+        self.chunk.extend_from_slice(data);
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .put_chunk(self.id, self.attempt, self.seq, &self.chunk)
+            .await?;
+        self.seq += 1;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// The outcome of a job whose whole reply was only this error (it never ran).
+    pub async fn refused(mut self, error: &[u8]) -> anyhow::Result<Outcome> {
+        self.push_always(error).await?;
+        let body = error.get(5..).unwrap_or_default();
+        let f = ErrorFields::parse(body);
+        Ok(Outcome {
+            state: JobState::Failed,
+            sqlstate: f.get(b'C').map(str::to_owned),
+            error: f.get(b'M').map(str::to_owned),
+            rows: 0,
+            bytes: self.bytes,
+            chunks: self.seq,
+            error_in_result: true,
+        })
+    }
+}
+
+/// What the server's reply stream is in the middle of.
+enum Current {
+    Header,
+    /// Forwarding a message's body: bytes still to come.
+    Keep(usize),
+    /// Collecting a small message to look at: its tag, and bytes still to come.
+    Hold(u8, usize),
+}
+
+/// Messages stored as they come; the rest are read whole and handled.
+fn kept(tag: u8) -> bool {
+    !matches!(tag, b'E' | b'Z' | b'S' | b'A' | b'G' | b'W' | b'K' | b'v')
+}
+
+/// Runs `script` and captures its results; returns the outcome and the final transaction
+/// status. An Err means the connection broke: the job's outcome is unknown.
+pub async fn run(
+    conn: &mut JobConn,
+    upstream: &Upstream,
+    script: &[u8],
+    mut sink: Sink<'_>,
+) -> Result<(Outcome, u8), CaptureError> {
+    conn.send_query(script).await.map_err(CaptureError::Io)?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut header = [0u8; 5];
+    let mut header_len = 0;
+    let mut held = BytesMut::new();
+    let mut current = Current::Header;
+    let mut rows = 0i64;
+    let mut first_error: Option<(String, String)> = None;
+    let mut cancelled_for_size = false;
+
+    loop {
+        buf.clear();
+        if conn
+            .stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(CaptureError::Io)?
+            == 0
+        {
+            return Err(CaptureError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let mut p = &buf[..];
+        while !p.is_empty() {
+            match current {
+                Current::Header => {
+                    let take = (5 - header_len).min(p.len());
+                    header[header_len..header_len + take].copy_from_slice(&p[..take]);
+                    header_len += take;
+                    p = &p[take..];
+                    if header_len < 5 {
+                        break;
+                    }
+                    header_len = 0;
+                    let tag = header[0];
+                    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                    if !(4..=MAX_MESSAGE_LEN).contains(&len) {
+                        return Err(CaptureError::Protocol("bad message length from server"));
+                    }
+                    let body = len as usize - 4;
+                    if kept(tag) {
+                        if tag == b'D' {
+                            rows += 1;
+                        }
+                        sink.push(&header).await.map_err(CaptureError::Store)?;
+                        current = Current::Keep(body);
+                    } else {
+                        if body > MAX_HELD_MESSAGE {
+                            return Err(CaptureError::Protocol("oversized control message"));
+                        }
+                        held.clear();
+                        held.extend_from_slice(&header);
+                        current = Current::Hold(tag, body);
+                    }
+                }
+                Current::Keep(rest) => {
+                    let take = rest.min(p.len());
+                    sink.push(&p[..take]).await.map_err(CaptureError::Store)?;
+                    p = &p[take..];
+                    current = Current::Keep(rest - take);
+                }
+                Current::Hold(tag, rest) => {
+                    let take = rest.min(p.len());
+                    held.extend_from_slice(&p[..take]);
+                    p = &p[take..];
+                    current = Current::Hold(tag, rest - take);
+                }
+            }
+            // A message just ended?
+            match current {
+                Current::Keep(0) => current = Current::Header,
+                Current::Hold(tag, 0) => {
+                    current = Current::Header;
+                    match tag {
+                        b'Z' => {
+                            let status = held.get(5).copied().unwrap_or(b'I');
+                            return finish(sink, rows, first_error, status).await;
+                        }
+                        b'E' => {
+                            let fields = ErrorFields::parse(&held[5..]);
+                            if first_error.is_none() {
+                                first_error = Some((
+                                    fields.get(b'C').unwrap_or("XX000").to_owned(),
+                                    fields.get(b'M').unwrap_or("").to_owned(),
+                                ));
+                            }
+                            let mut out = BytesMut::new();
+                            relocate_position(&fields, script).encode(b'E', &mut out);
+                            sink.push(&out).await.map_err(CaptureError::Store)?;
+                        }
+                        b'G' | b'W' => {
+                            // No client to supply COPY FROM STDIN data: refuse it the way a
+                            // client would, and let the server report the error.
+                            let mut fail = BytesMut::new();
+                            let msg = b"COPY FROM STDIN is not available in a pglater job";
+                            fail.put_u8(b'f');
+                            fail.put_u32(msg.len() as u32 + 5);
+                            fail.put_slice(msg);
+                            fail.put_u8(0);
+                            conn.stream
+                                .write_all(&fail)
+                                .await
+                                .map_err(CaptureError::Io)?;
+                            conn.stream.flush().await.map_err(CaptureError::Io)?;
+                        }
+                        // ParameterStatus, notifications, key data: session chatter a
+                        // direct client would not see as part of the results.
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        if sink.exceeded && !cancelled_for_size {
+            cancelled_for_size = true;
+            let _ = send_cancel(upstream, conn.pid, &conn.secret).await;
+        }
+    }
+}
+
+async fn finish(
+    mut sink: Sink<'_>,
+    rows: i64,
+    first_error: Option<(String, String)>,
+    status: u8,
+) -> Result<(Outcome, u8), CaptureError> {
+    let (sqlstate, error) = if sink.exceeded {
+        let e = ProxyError::error(
+            "54000",
+            format!(
+                "job result exceeds the limit of {} bytes (later.max_result_bytes)",
+                sink.max_bytes
+            ),
+        );
+        sink.push_always(&e.to_bytes())
+            .await
+            .map_err(CaptureError::Store)?;
+        (Some(e.code.to_owned()), Some(e.message))
+    } else {
+        sink.flush().await.map_err(CaptureError::Store)?;
+        match first_error {
+            Some((c, m)) => (Some(c), Some(m)),
+            None => (None, None),
+        }
+    };
+    let state = if sqlstate.is_some() {
+        JobState::Failed
+    } else {
+        JobState::Succeeded
+    };
+    Ok((
+        Outcome {
+            state,
+            sqlstate,
+            error,
+            rows,
+            bytes: sink.bytes,
+            chunks: sink.seq,
+            error_in_result: true,
+        },
+        status,
+    ))
+}
+
+/// An error position is an offset into the query the client sent; the client fetching the
+/// result sent `FETCH LATER <id>`, so the position is re-expressed against the job's script
+/// (internal position + internal query), which is how clients show a caret in other text.
+fn relocate_position<'a>(fields: &ErrorFields<'a>, script: &'a [u8]) -> ErrorFields<'a> {
+    if fields.get(b'P').is_none() {
+        return ErrorFields {
+            fields: fields.fields.clone(),
+        };
+    }
+    let mut out = Vec::with_capacity(fields.fields.len() + 1);
+    for &(code, value) in &fields.fields {
+        if code == b'P' {
+            out.push((b'p', value));
+            out.push((b'q', script));
+        } else {
+            out.push((code, value));
+        }
+    }
+    ErrorFields { fields: out }
+}
+
+#[derive(Debug)]
+pub enum CaptureError {
+    /// The connection to the server broke mid-job.
+    Io(io::Error),
+    Protocol(&'static str),
+    Store(anyhow::Error),
+}

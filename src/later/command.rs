@@ -1,0 +1,233 @@
+//! Recognising pglater's commands in the raw bytes of a Query message.
+//!
+//! Ordinary traffic pays one look at its first significant byte: only statements starting
+//! with `L`, `F`, `S` or `C` (after whitespace and comments) are looked at further, and only
+//! the exact forms below are intercepted. `FETCH later` with no job id is a cursor fetch and
+//! `SHOW later.x` a setting: both pass through.
+
+use super::id::JobId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `LATER <script>`: the script's text, as sent.
+    Later(&'a [u8]),
+    /// `LATER` with nothing after it.
+    LaterEmpty,
+    Fetch(JobId),
+    Show(Option<JobId>),
+}
+
+/// What a (possibly partial) statement prefix can turn out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Prefix {
+    /// Certainly not a pglater command: forward it.
+    Ordinary,
+    /// Might be one: the whole message is needed to decide.
+    Maybe,
+}
+
+/// Cheap test on the first bytes of a Query body; `sql` may be cut anywhere.
+pub fn classify_prefix(sql: &[u8]) -> Prefix {
+    let Some(rest) = skip_blank(sql) else {
+        return Prefix::Maybe;
+    };
+    // Compare what we have against each keyword: `select` is told from `show` by byte 2.
+    let could_be = |word: &[u8]| {
+        let n = rest.len().min(word.len());
+        rest[..n].eq_ignore_ascii_case(&word[..n])
+    };
+    if could_be(b"later") || could_be(b"fetch") || could_be(b"show") {
+        Prefix::Maybe
+    } else {
+        Prefix::Ordinary
+    }
+}
+
+/// True when the text (possibly cut) starts with the LATER keyword.
+pub fn is_later_prefix(sql: &[u8]) -> bool {
+    skip_blank(sql)
+        .is_some_and(|rest| keyword(rest, b"later").is_some_and(|after| !after.is_empty()))
+}
+
+/// Parses a whole Query body (the SQL text, without its terminating NUL).
+pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
+    let rest = skip_blank(sql)?;
+    if let Some(after) = keyword(rest, b"later") {
+        let script = skip_blank(after)?;
+        if script.is_empty() || trim_semicolons(script).is_empty() {
+            return Some(Command::LaterEmpty);
+        }
+        return Some(Command::Later(script));
+    }
+    if let Some(after) = keyword(rest, b"fetch") {
+        let after = keyword(skip_blank(after)?, b"later")?;
+        let (id, tail) = job_id(skip_blank(after)?)?;
+        return end(tail).then_some(Command::Fetch(id));
+    }
+    if let Some(after) = keyword(rest, b"show") {
+        let after = keyword(skip_blank(after)?, b"later")?;
+        let after = skip_blank(after)?;
+        if end(after) {
+            return Some(Command::Show(None));
+        }
+        let (id, tail) = job_id(after)?;
+        return end(tail).then_some(Command::Show(Some(id)));
+    }
+    None
+}
+
+/// `word` (case-insensitive) followed by something that cannot continue an identifier.
+fn keyword<'a>(s: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
+    if s.len() < word.len() || !s[..word.len()].eq_ignore_ascii_case(word) {
+        return None;
+    }
+    let rest = &s[word.len()..];
+    match rest.first() {
+        Some(c)
+            if c.is_ascii_alphanumeric()
+                || *c == b'_'
+                || *c == b'$'
+                || *c == b'.'
+                || *c >= 0x80 =>
+        {
+            None
+        }
+        _ => Some(rest),
+    }
+}
+
+fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = &s[digits..];
+    if rest
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(&s[..digits]).ok()?;
+    Some((JobId::parse(text)?, rest))
+}
+
+/// Nothing but blanks, comments and semicolons left.
+fn end(s: &[u8]) -> bool {
+    skip_blank(s).is_some_and(|r| trim_semicolons(r).is_empty())
+}
+
+fn trim_semicolons(mut s: &[u8]) -> &[u8] {
+    while let Some(r) = s.strip_prefix(b";") {
+        match skip_blank(r) {
+            Some(r) => s = r,
+            None => return s,
+        }
+    }
+    s
+}
+
+/// Skips whitespace, `-- ...` and nested `/* ... */` comments. None when the text ends
+/// inside a comment (more bytes are needed, or the statement is nothing but a comment).
+fn skip_blank(mut s: &[u8]) -> Option<&[u8]> {
+    loop {
+        match s {
+            [c, rest @ ..] if c.is_ascii_whitespace() => s = rest,
+            [b'-', b'-', rest @ ..] => {
+                let nl = rest.iter().position(|&c| c == b'\n')?;
+                s = &rest[nl + 1..];
+            }
+            [b'/', b'*', rest @ ..] => {
+                let mut depth = 1;
+                let mut i = 0;
+                while depth > 0 {
+                    match rest.get(i..i + 2)? {
+                        b"/*" => {
+                            depth += 1;
+                            i += 2;
+                        }
+                        b"*/" => {
+                            depth -= 1;
+                            i += 2;
+                        }
+                        _ => i += 1,
+                    }
+                }
+                s = &rest[i..];
+            }
+            _ => return Some(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: i64) -> JobId {
+        JobId::parse(&n.to_string()).unwrap()
+    }
+
+    #[test]
+    fn recognises_the_exact_forms() {
+        assert_eq!(
+            parse(b"LATER select 1; select 2"),
+            Some(Command::Later(b"select 1; select 2"))
+        );
+        assert_eq!(
+            parse(b"  -- c\n /* a /* nested */ b */ later\tselect 1"),
+            Some(Command::Later(b"select 1"))
+        );
+        assert_eq!(
+            parse(b"later/**/select 1"),
+            Some(Command::Later(b"select 1"))
+        );
+        assert_eq!(parse(b"LATER ;"), Some(Command::LaterEmpty));
+        assert_eq!(parse(b"fetch LATER 42;"), Some(Command::Fetch(id(42))));
+        assert_eq!(
+            parse(b"FETCH later 42 -- x\n"),
+            Some(Command::Fetch(id(42)))
+        );
+        assert_eq!(parse(b"show later"), Some(Command::Show(None)));
+        assert_eq!(parse(b"SHOW LATER 7 ;"), Some(Command::Show(Some(id(7)))));
+    }
+
+    #[test]
+    fn leaves_postgres_commands_alone() {
+        for sql in [
+            &b"FETCH later"[..],
+            b"fetch later;",
+            b"FETCH NEXT FROM later",
+            b"FETCH later 12abc",
+            b"FETCH later 1 2",
+            b"SHOW later.setting",
+            b"SHOW lc_messages",
+            b"select 'LATER x'",
+            b"laterals",
+            b"later_table",
+            b"FETCH latera 1",
+            b"SHOW LATER abc",
+            b"-- LATER x",
+        ] {
+            assert_eq!(parse(sql), None, "{}", String::from_utf8_lossy(sql));
+        }
+    }
+
+    #[test]
+    fn prefix_check_is_conservative() {
+        assert_eq!(classify_prefix(b"select 1"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b"  insert"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b" /* unfinished"), Prefix::Maybe);
+        assert_eq!(classify_prefix(b"LAT"), Prefix::Maybe);
+        assert_eq!(classify_prefix(b"set x"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b"SELECT 1"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b"sh"), Prefix::Maybe);
+        assert_eq!(classify_prefix(b""), Prefix::Maybe);
+    }
+
+    #[test]
+    fn job_ids_must_be_positive_63_bit() {
+        assert_eq!(parse(b"FETCH LATER 0"), None);
+        assert_eq!(parse(b"FETCH LATER 99999999999999999999"), None);
+    }
+}

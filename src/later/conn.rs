@@ -1,0 +1,156 @@
+//! A raw protocol connection on which jobs run, logged in as the job's owner, in its database,
+//! with its session parameters as startup parameters (so `DISCARD ALL` returns to them).
+
+use super::job::Settings;
+use crate::stream::Stream;
+use crate::upstream::login::frame;
+use crate::upstream::{LoginError, Upstream, login};
+use crate::wire::io::{Message, read_message};
+use crate::wire::startup::build_startup;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::io;
+use tokio::io::AsyncWriteExt;
+
+const MAX_CONTROL_MESSAGE: u32 = 1 << 20;
+
+/// Which sessions a connection can serve: jobs of the same owner, database and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub owner: String,
+    pub database: String,
+    pub settings: Settings,
+    /// A re-run after a crash runs with default_transaction_read_only.
+    pub read_only: bool,
+}
+
+pub struct JobConn {
+    pub stream: Stream,
+    pub pid: i32,
+    pub secret: Bytes,
+    /// pg_stat_activity.backend_start as text: with the pid, names this backend for good.
+    pub backend_start: String,
+}
+
+/// Why a job connection could not be opened.
+pub enum OpenError {
+    /// The server refused the login: its ErrorResponse, framed.
+    Refused(Bytes),
+    Failed(String),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Failed(e.to_string())
+    }
+}
+
+impl JobConn {
+    pub async fn open(
+        upstream: &Upstream,
+        key: &ConnKey,
+        password: Option<&str>,
+    ) -> Result<JobConn, OpenError> {
+        let mut params: Vec<(&str, &str)> = vec![("user", &key.owner), ("database", &key.database)];
+        params.extend(key.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if key.read_only {
+            params.push(("default_transaction_read_only", "on"));
+        }
+        let mut stream = upstream
+            .connect()
+            .await
+            .map_err(|e| OpenError::Failed(format!("cannot connect to the server: {e}")))?;
+        match login(&mut stream, &build_startup(&params), &key.owner, password).await {
+            Ok(_) => {}
+            Err(LoginError::Server(e)) => return Err(OpenError::Refused(e)),
+            Err(LoginError::Proxy(e)) => return Err(OpenError::Refused(e.to_bytes())),
+            Err(LoginError::Io(e)) => return Err(e.into()),
+        }
+        let mut pid_secret = None;
+        loop {
+            let msg = read_message(&mut stream, MAX_CONTROL_MESSAGE).await?;
+            match msg.tag {
+                b'K' if msg.body.len() >= 8 => {
+                    let pid =
+                        i32::from_be_bytes([msg.body[0], msg.body[1], msg.body[2], msg.body[3]]);
+                    pid_secret = Some((pid, Bytes::copy_from_slice(&msg.body[4..])));
+                }
+                b'E' => return Err(OpenError::Refused(frame(&msg))),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        let (pid, secret) =
+            pid_secret.ok_or_else(|| OpenError::Failed("no BackendKeyData".into()))?;
+        let mut conn = JobConn {
+            stream,
+            pid,
+            secret,
+            backend_start: String::new(),
+        };
+        conn.backend_start = conn
+            .query_value(
+                "SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            )
+            .await?
+            .ok_or_else(|| OpenError::Failed("backend_start not visible".into()))?;
+        Ok(conn)
+    }
+
+    pub async fn send_query(&mut self, sql: &[u8]) -> io::Result<()> {
+        let mut out = BytesMut::with_capacity(sql.len() + 6);
+        out.put_u8(b'Q');
+        out.put_u32(sql.len() as u32 + 5);
+        out.put_slice(sql);
+        out.put_u8(0);
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await
+    }
+
+    /// Runs a control statement; returns the first column of its first row.
+    pub async fn query_value(&mut self, sql: &str) -> io::Result<Option<String>> {
+        self.send_query(sql.as_bytes()).await?;
+        let mut value = None;
+        let mut failed = None;
+        loop {
+            let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+            match msg.tag {
+                b'D' if value.is_none() => value = first_column(&msg),
+                b'E' => failed = Some(error_message(&msg)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        match failed {
+            Some(e) => Err(io::Error::other(e)),
+            None => Ok(value),
+        }
+    }
+
+    /// Leaves the session as a new one would be: no transaction, default settings, no
+    /// prepared statements, temp tables or listeners.
+    pub async fn reset(&mut self, status: u8) -> io::Result<()> {
+        if status != b'I' {
+            self.query_value("ROLLBACK").await?;
+        }
+        self.query_value("DISCARD ALL").await.map(|_| ())
+    }
+}
+
+fn first_column(msg: &Message) -> Option<String> {
+    let b = &msg.body;
+    if b.len() < 6 {
+        return None;
+    }
+    let len = i32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+    if len < 0 || b.len() < 6 + len as usize {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&b[6..6 + len as usize]).into_owned())
+}
+
+fn error_message(msg: &Message) -> String {
+    crate::wire::fields::ErrorFields::parse(&msg.body)
+        .get(b'M')
+        .unwrap_or("error")
+        .to_owned()
+}

@@ -1,0 +1,298 @@
+//! Answering pglater's commands met in a session's Query stream. Replies go to the client
+//! through the session's downstream direction (`Injector`) so they are ordered with, and
+//! never cut into, the server's own messages.
+
+use super::command::Command;
+use super::id::JobId;
+use super::job::{CARRIED_SETTINGS, NewJob, Settings};
+use super::service::Later;
+use crate::wire::reply::{self, Column, ProxyError};
+use crate::wire::text;
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::response::TransactionStatus;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the upstream-to-client direction is asked to write.
+pub enum Inject {
+    /// Whole messages, or a run of a replayed result (which may end mid-message; the run
+    /// continues with the next Bytes).
+    Bytes(Bytes),
+    /// The reply is complete; the sender waits for this acknowledgement before it forwards
+    /// anything more upstream, which keeps replies in order.
+    Done(oneshot::Sender<()>),
+}
+
+pub struct Injector {
+    tx: mpsc::Sender<Inject>,
+}
+
+impl Injector {
+    pub fn new(tx: mpsc::Sender<Inject>) -> Self {
+        Self { tx }
+    }
+
+    async fn send(&self, b: Bytes) -> Result<(), Gone> {
+        self.tx.send(Inject::Bytes(b)).await.map_err(|_| Gone)
+    }
+
+    async fn done(&self) -> Result<(), Gone> {
+        let (ack, acked) = oneshot::channel();
+        self.tx.send(Inject::Done(ack)).await.map_err(|_| Gone)?;
+        acked.await.map_err(|_| Gone)
+    }
+}
+
+/// The client went away while we answered.
+#[derive(Debug)]
+pub struct Gone;
+
+/// Who is asking, and in what session state.
+pub struct Asker<'a> {
+    pub user: &'a str,
+    pub database: &'a str,
+    /// ParameterStatus values as the server last reported them.
+    pub parameters: &'a Settings,
+    /// The session's transaction status from its last ReadyForQuery.
+    pub status: u8,
+}
+
+impl Asker<'_> {
+    fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn encoding(&self) -> &str {
+        self.parameter("client_encoding").unwrap_or("UTF8")
+    }
+
+    fn ready(&self) -> Bytes {
+        let status = match self.status {
+            b'T' => TransactionStatus::Transaction,
+            b'E' => TransactionStatus::Error,
+            _ => TransactionStatus::Idle,
+        };
+        let mut b = BytesMut::with_capacity(6);
+        reply::ready_for_query(&mut b, status);
+        b.freeze()
+    }
+}
+
+pub async fn handle(
+    later: &Later,
+    asker: &Asker<'_>,
+    cmd: Command<'_>,
+    out: &Injector,
+) -> Result<(), Gone> {
+    let reply = match cmd {
+        _ if asker.status == b'E' => Err(ProxyError::error(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        )),
+        Command::LaterEmpty => Err(ProxyError::error(
+            "42601",
+            "syntax error: LATER needs a statement to run",
+        )),
+        Command::Later(script) => later_reply(later, asker, script).await,
+        Command::Show(id) => show_reply(later, asker, id).await,
+        Command::Fetch(id) => return fetch(later, asker, id, out).await,
+    };
+    let mut b = match reply {
+        Ok(b) => b,
+        Err(e) => error_bytes(&e, asker),
+    };
+    b.extend_from_slice(&asker.ready());
+    out.send(b.freeze()).await?;
+    out.done().await
+}
+
+/// The proxy's error messages are ASCII apart from store details, which are best effort.
+fn error_bytes(e: &ProxyError, _asker: &Asker<'_>) -> BytesMut {
+    let mut b = BytesMut::new();
+    e.encode(&mut b);
+    b
+}
+
+async fn later_reply(
+    later: &Later,
+    asker: &Asker<'_>,
+    script: &[u8],
+) -> Result<BytesMut, ProxyError> {
+    if script.len() > later.config.max_script_bytes {
+        return Err(ProxyError::error(
+            "54000",
+            format!(
+                "LATER script is {} bytes, over the limit of {} (later.max_script_bytes)",
+                script.len(),
+                later.config.max_script_bytes
+            ),
+        ));
+    }
+    let settings: Settings = CARRIED_SETTINGS
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned())))
+        .collect();
+    let script_text = text::decode(script, asker.encoding());
+    let job = NewJob {
+        id: JobId::random(),
+        owner: asker.user.to_owned(),
+        database: asker.database.to_owned(),
+        script: script.to_vec(),
+        settings,
+        rerunnable: super::advice::is_read_only(&script_text),
+    };
+    let id = job.id;
+    later.enqueuer.submit(job).await.map_err(|e| {
+        ProxyError::error(
+            "58030",
+            "the job could not be queued: the job store is unavailable",
+        )
+        .with_detail(e)
+    })?;
+    let mut b = BytesMut::with_capacity(64);
+    reply::row_description(
+        &mut b,
+        &[Column {
+            name: "job_id",
+            type_oid: reply::INT8,
+        }],
+    );
+    reply::data_row(&mut b, &[Some(&id.to_string())]);
+    reply::command_complete(&mut b, "SELECT 1");
+    Ok(b)
+}
+
+fn no_such_job(id: JobId) -> ProxyError {
+    ProxyError::error("42704", format!("job {id} does not exist"))
+}
+
+async fn show_reply(
+    later: &Later,
+    asker: &Asker<'_>,
+    id: Option<JobId>,
+) -> Result<BytesMut, ProxyError> {
+    let admin = later.is_admin(asker.user);
+    let rows = later
+        .store
+        .show(asker.user, admin, id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    if let (Some(id), true) = (id, rows.is_empty()) {
+        return Err(no_such_job(id));
+    }
+    const COLUMNS: [(&str, u32); 10] = [
+        ("job_id", reply::INT8),
+        ("state", reply::TEXT),
+        ("submitted", reply::TIMESTAMPTZ),
+        ("started", reply::TIMESTAMPTZ),
+        ("finished", reply::TIMESTAMPTZ),
+        ("duration", reply::INTERVAL),
+        ("rows", reply::INT8),
+        ("sqlstate", reply::TEXT),
+        ("error", reply::TEXT),
+        ("script", reply::TEXT),
+    ];
+    let mut b = BytesMut::with_capacity(256);
+    let columns: Vec<Column> = COLUMNS
+        .iter()
+        .map(|&(name, type_oid)| Column { name, type_oid })
+        .collect();
+    reply::row_description(&mut b, &columns);
+    let enc = asker.encoding();
+    for row in &rows {
+        let mut values: Vec<Option<Vec<u8>>> = row
+            .text
+            .iter()
+            .map(|v| v.as_deref().map(|s| text::encode(s, enc)))
+            .collect();
+        let from = row.script_encoding.as_deref().unwrap_or("UTF8");
+        let script = text::decode(&row.script, from);
+        let preview: String = script
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(60)
+            .collect();
+        values.push(Some(text::encode(&preview, enc)));
+        let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+        reply::data_row_bytes(&mut b, &refs);
+    }
+    reply::command_complete(&mut b, &format!("SELECT {}", rows.len()));
+    Ok(b)
+}
+
+async fn fetch(later: &Later, asker: &Asker<'_>, id: JobId, out: &Injector) -> Result<(), Gone> {
+    let admin = later.is_admin(asker.user);
+    let status = match later.store.status(id, asker.user, admin).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return finish_with_error(out, asker, &no_such_job(id)).await,
+        Err(e) => return finish_with_error(out, asker, &store_error(&e)).await,
+    };
+    if !status.state.is_terminal() {
+        let e = ProxyError::error(
+            "55000",
+            format!("job {id} is not finished: it is {}", status.state),
+        )
+        .with_hint(format!(
+            "Use FETCH LATER {id} WAIT to wait for it, or SHOW LATER {id} to follow it."
+        ));
+        return finish_with_error(out, asker, &e).await;
+    }
+    if status.error_in_result {
+        for seq in 0..status.chunks {
+            match later.store.chunk(id, status.attempt, seq).await {
+                Ok(Some(data)) => out.send(Bytes::from(data)).await?,
+                // Expired or removed while we read: the result is gone as a whole.
+                Ok(None) => return finish_with_error(out, asker, &no_such_job(id)).await,
+                Err(e) => return finish_with_error(out, asker, &store_error(&e)).await,
+            }
+        }
+    } else {
+        let e = ProxyError::error(
+            static_code(status.sqlstate.as_deref()),
+            status.error.clone().unwrap_or_else(|| "job failed".into()),
+        );
+        out.send(error_bytes(&e, asker).freeze()).await?;
+    }
+    out.send(asker.ready()).await?;
+    out.done().await
+}
+
+async fn finish_with_error(out: &Injector, asker: &Asker<'_>, e: &ProxyError) -> Result<(), Gone> {
+    send_error(out, e, asker.status).await
+}
+
+/// Answers with an error and ReadyForQuery.
+pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<(), Gone> {
+    let asker = Asker {
+        user: "",
+        database: "",
+        parameters: &Vec::new(),
+        status,
+    };
+    let mut b = error_bytes(e, &asker);
+    b.extend_from_slice(&asker.ready());
+    out.send(b.freeze()).await?;
+    out.done().await
+}
+
+fn store_error(e: &anyhow::Error) -> ProxyError {
+    tracing::warn!(error = %format!("{e:#}"), "job store request failed");
+    ProxyError::error("58030", "the job store is unavailable").with_detail(format!("{e:#}"))
+}
+
+/// ProxyError codes are static; map a stored code back to one.
+fn static_code(code: Option<&str>) -> &'static str {
+    match code {
+        Some("40003") => "40003",
+        Some("08006") => "08006",
+        Some("08P01") => "08P01",
+        Some("57014") => "57014",
+        Some("54000") => "54000",
+        _ => "58030",
+    }
+}

@@ -1,0 +1,41 @@
+//! Learning of jobs queued by other instances: LISTEN on the store, plus the workers' slow poll.
+
+use super::service::Later;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tracing::{debug, warn};
+
+pub async fn run(later: &Later, config: tokio_postgres::Config) {
+    while !later.stopping.is_cancelled() {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let wake = later.wake.clone();
+                // The connection delivers notifications as it is polled.
+                let mut reader = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(AsyncMessage::Notification(_)) => wake.notify_waiters(),
+                            Ok(_) => {}
+                            Err(e) => {
+                                debug!(error = %e, "store listener lost");
+                                break;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute("LISTEN pglater_queue").await {
+                    warn!(error = %e, "LISTEN pglater_queue failed");
+                }
+                tokio::select! {
+                    _ = &mut reader => {}
+                    _ = later.stopping.cancelled() => { reader.abort(); return; }
+                }
+            }
+            Err(e) => warn!(error = %e, "job store: cannot connect the listener"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! Asynchronous SQL: command recognition, the job store, group-committed enqueue, workers,
+//! capture of results and their replay.
+
+pub mod advice;
+pub mod capture;
+pub mod command;
+pub mod conn;
+pub mod enqueue;
+pub mod id;
+pub mod intercept;
+pub mod job;
+pub mod listen;
+pub mod rescue;
+pub mod service;
+pub mod store;
+pub mod worker;
+
+pub use service::Later;

@@ -1,0 +1,59 @@
+//! Crash safety: jobs whose executing instance died. A job is run again only when that is
+//! provably safe; otherwise it ends failed, saying its outcome is unknown.
+
+use super::service::Later;
+use super::worker::unknown_outcome;
+use std::time::Duration;
+use tracing::{info, warn};
+
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// An instance silent this long is dead.
+const STALE_SECS: f64 = 10.0;
+
+pub async fn run(later: &Later) {
+    loop {
+        if let Err(e) = later
+            .store
+            .heartbeat(&later.config.instance_name, &later.incarnation)
+            .await
+        {
+            warn!(error = %format!("{e:#}"), "job store: heartbeat failed");
+        }
+        if let Err(e) = rescue_once(later).await {
+            warn!(error = %format!("{e:#}"), "job store: rescue failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = later.stopping.cancelled() => return,
+        }
+    }
+}
+
+async fn rescue_once(later: &Later) -> anyhow::Result<()> {
+    let orphans = later
+        .store
+        .orphaned_jobs(&later.config.instance_name, &later.incarnation, STALE_SECS)
+        .await?;
+    for o in orphans {
+        if !o.started {
+            // Claimed but never sent to the server: nothing ran.
+            if later.store.requeue(o.id, o.attempt).await? {
+                info!(job = %o.id, "requeued a job whose executor died before starting it");
+            }
+        } else if o.backend_alive {
+            // Its statement may still be running: decide once the backend is gone.
+        } else if o.rerunnable {
+            if later.store.requeue(o.id, o.attempt).await? {
+                info!(job = %o.id, "requeued an interrupted read-only job");
+            }
+        } else if later
+            .store
+            .finish(o.id, o.attempt, &unknown_outcome())
+            .await?
+        {
+            warn!(job = %o.id, "job outcome unknown after its executor died; marked failed");
+            later.finished(o.id);
+        }
+    }
+    Ok(())
+}

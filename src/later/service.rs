@@ -1,0 +1,131 @@
+//! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
+
+use super::enqueue::Enqueuer;
+use super::id::JobId;
+use super::store::Store;
+use super::worker::{ConnCache, RunningJobs};
+use crate::config::{Config, LaterConfig};
+use crate::upstream::Upstream;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+pub struct Later {
+    pub config: LaterConfig,
+    pub store: Store,
+    pub enqueuer: Enqueuer,
+    pub upstream: Upstream,
+    /// Wakes idle workers: a job was queued here or (via LISTEN) on another instance.
+    pub wake: Arc<Notify>,
+    /// `name/incarnation`: which run of which instance claimed a job.
+    pub instance: String,
+    pub incarnation: String,
+    /// Jobs running here: their backend's pid and cancel secret.
+    pub running: RunningJobs,
+    pub conns: ConnCache,
+    passwords: HashMap<String, String>,
+    /// Stop claiming jobs.
+    pub stopping: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Later {
+    pub async fn start(config: &Config, upstream: Upstream) -> Result<Arc<Later>> {
+        let pg_config = store_config(config)?;
+        let store = Store::open(pg_config.clone(), config.later.workers + 4)
+            .await
+            .context("job store (set later.store_url / --store-url, or run with --no-later)")?;
+        let wake = Arc::new(Notify::new());
+        let incarnation = format!("{:016x}", rand::random::<u64>());
+        store
+            .heartbeat(&config.later.instance_name, &incarnation)
+            .await
+            .context("job store: cannot register this instance")?;
+        let later = Arc::new(Later {
+            config: config.later.clone(),
+            enqueuer: Enqueuer::start(store.clone(), wake.clone()),
+            store,
+            upstream,
+            wake,
+            instance: format!("{}/{}", config.later.instance_name, incarnation),
+            incarnation,
+            running: RunningJobs::default(),
+            conns: ConnCache::default(),
+            passwords: config
+                .users
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.password.clone()?)))
+                .collect(),
+            stopping: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        super::worker::spawn(later.clone());
+        let l = later.clone();
+        later
+            .tasks
+            .spawn(async move { super::rescue::run(&l).await });
+        let l = later.clone();
+        tokio::spawn(async move { super::listen::run(&l, pg_config).await });
+        info!(
+            instance = %later.instance,
+            workers = later.config.workers,
+            "LATER service started"
+        );
+        Ok(later)
+    }
+
+    pub fn password_of(&self, user: &str) -> Option<&str> {
+        self.passwords.get(user).map(String::as_str)
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.config.admins.iter().any(|a| a == user)
+    }
+
+    /// A job reached a terminal state here.
+    pub fn finished(&self, _id: JobId) {}
+
+    /// Stops claiming; waits for running jobs (the caller bounds the wait).
+    pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Cancels the upstream statements of every job running here.
+    pub async fn cancel_running(&self) {
+        let targets: Vec<(i32, bytes::Bytes)> =
+            self.running.iter().map(|e| e.value().clone()).collect();
+        for (pid, secret) in targets {
+            let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
+        }
+    }
+}
+
+/// The store connection: `later.store_url`, else database `postgres` on the upstream as role
+/// `postgres` (with that user's configured password, if any).
+fn store_config(config: &Config) -> Result<tokio_postgres::Config> {
+    if let Some(url) = &config.later.store_url {
+        return url
+            .parse()
+            .context("later.store_url: not a PostgreSQL connection string");
+    }
+    let mut c = tokio_postgres::Config::new();
+    match &config.upstream.socket_dir {
+        Some(dir) => c.host_path(dir),
+        None => c.host(&config.upstream.host),
+    };
+    c.port(config.upstream.port)
+        .user("postgres")
+        .dbname("postgres")
+        .application_name("pglater")
+        .connect_timeout(config.upstream.connect_timeout);
+    if let Some(pw) = config.user("postgres").and_then(|u| u.password.as_deref()) {
+        c.password(pw);
+    }
+    Ok(c)
+}

@@ -1,0 +1,98 @@
+//! Versioned schema migrations for the job store, applied at start under an advisory lock so
+//! that instances starting together do not race.
+
+use tokio_postgres::Client;
+
+/// Each entry is applied once, in order, in its own transaction. Never edit a released
+/// migration: add a new one.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE pglater.jobs (
+        id            bigint PRIMARY KEY,
+        owner         text NOT NULL,
+        database      text NOT NULL,
+        script        bytea NOT NULL,   -- as the client sent it, in its encoding
+        settings      jsonb NOT NULL DEFAULT '{}',
+        rerunnable    boolean NOT NULL DEFAULT false,
+        state         text NOT NULL CHECK (state IN
+                        ('scheduled','queued','running','succeeded','failed','cancelled')),
+        attempt       integer NOT NULL DEFAULT 0,
+        submitted_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+        run_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+        started_at    timestamptz,
+        finished_at   timestamptz,
+        instance      text,
+        backend_pid   integer,
+        backend_start timestamptz,
+        sqlstate      text,
+        error         text,
+        result_rows   bigint NOT NULL DEFAULT 0,
+        result_bytes  bigint NOT NULL DEFAULT 0,
+        result_chunks integer NOT NULL DEFAULT 0,
+        -- false: the error is the proxy's own and is not among the stored messages
+        error_in_result boolean NOT NULL DEFAULT true
+    );
+    -- The queue: only queued rows, in pickup order; stays small.
+    CREATE INDEX jobs_queue ON pglater.jobs (run_at, id) WHERE state = 'queued';
+    CREATE INDEX jobs_running ON pglater.jobs (instance) WHERE state = 'running';
+    CREATE INDEX jobs_owner ON pglater.jobs (owner, submitted_at DESC);
+    -- Results apart from the queue: the server's reply messages, in chunks.
+    CREATE TABLE pglater.result_chunks (
+        job_id  bigint NOT NULL,
+        attempt integer NOT NULL,
+        seq     integer NOT NULL,
+        data    bytea NOT NULL,
+        PRIMARY KEY (job_id, attempt, seq)
+    );
+    ALTER TABLE pglater.result_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+    -- Live proxy instances, for telling a dead executor from a live one.
+    CREATE TABLE pglater.instances (
+        name        text PRIMARY KEY,
+        incarnation text NOT NULL,
+        heartbeat   timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    "#,
+)];
+
+pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtext('pglater.migrate'));
+             CREATE SCHEMA IF NOT EXISTS pglater;
+             REVOKE ALL ON SCHEMA pglater FROM PUBLIC;
+             CREATE TABLE IF NOT EXISTS pglater.schema_migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .await?;
+    let result = apply_pending(client).await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(hashtext('pglater.migrate'))")
+        .await?;
+    result
+}
+
+async fn apply_pending(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM pglater.schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO pglater.schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "job store migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
+
+pub mod migrations;
+
+use super::id::JobId;
+use super::job::{Attempt, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings};
+use anyhow::{Context, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// Columns SHOW LATER prints, formatted by the store's server as text.
+const SHOW_COLUMNS: &str =
+    "id::text, state, submitted_at::text, started_at::text, finished_at::text,
+     (finished_at - started_at)::text, result_rows::text, sqlstate, error,
+     script, settings->>'client_encoding'";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    pub pg_config: tokio_postgres::Config,
+}
+
+impl Store {
+    /// Connects and migrates the schema.
+    pub async fn open(pg_config: tokio_postgres::Config, pool_size: usize) -> Result<Self> {
+        let mgr = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size)
+            .build()
+            .context("job store pool")?;
+        let mut client = pool
+            .get()
+            .await
+            .context("cannot connect to the job store")?;
+        migrations::migrate(&mut client)
+            .await
+            .context("cannot migrate the job store")?;
+        Ok(Self { pool, pg_config })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.context("job store unavailable")
+    }
+
+    /// Inserts jobs in one statement (one commit for the batch) and wakes every instance.
+    pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id.get()).collect();
+        let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
+        let dbs: Vec<&str> = jobs.iter().map(|j| j.database.as_str()).collect();
+        let scripts: Vec<&[u8]> = jobs.iter().map(|j| j.script.as_slice()).collect();
+        let settings: Vec<String> = jobs.iter().map(|j| settings_json(&j.settings)).collect();
+        let rerun: Vec<bool> = jobs.iter().map(|j| j.rerunnable).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH ins AS (
+                   INSERT INTO pglater.jobs (id, owner, database, script, settings, rerunnable, state)
+                   SELECT i, o, d, s, st::jsonb, r, 'queued'
+                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bool[])
+                        AS t(i, o, d, s, st, r)
+                   RETURNING 1)
+                 SELECT pg_notify('pglater_queue', count(*)::text) FROM ins",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings, &rerun])
+            .await
+            .context("cannot queue the job")?;
+        Ok(())
+    }
+
+    /// Claims the next due job for `instance`, bumping its attempt (the fencing token).
+    pub async fn claim(&self, instance: &str) -> Result<Option<ClaimedJob>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE pglater.jobs j
+                    SET state = 'running', attempt = attempt + 1, started_at = clock_timestamp(),
+                        instance = $1, backend_pid = NULL, backend_start = NULL
+                  WHERE id = (SELECT id FROM pglater.jobs
+                               WHERE state = 'queued' AND run_at <= now()
+                               ORDER BY run_at, id
+                               FOR UPDATE SKIP LOCKED LIMIT 1)
+                 RETURNING id, attempt, owner, database, script, settings::text, rerunnable",
+            )
+            .await?;
+        let row = client.query_opt(&stmt, &[&instance]).await?;
+        Ok(row.map(|r| ClaimedJob {
+            id: JobId::from_db(r.get(0)),
+            attempt: Attempt(r.get(1)),
+            owner: r.get(2),
+            database: r.get(3),
+            script: r.get(4),
+            settings: parse_settings(r.get(5)),
+            rerunnable: r.get(6),
+        }))
+    }
+
+    /// Records the upstream backend that executes an attempt.
+    pub async fn record_backend(
+        &self,
+        id: JobId,
+        attempt: Attempt,
+        pid: i32,
+        start: &str,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE pglater.jobs SET backend_pid = $3, backend_start = $4::text::timestamptz
+                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
+            )
+            .await?;
+        Ok(client
+            .execute(&stmt, &[&id.get(), &attempt.0, &pid, &start])
+            .await?
+            == 1)
+    }
+
+    pub async fn put_chunk(
+        &self,
+        id: JobId,
+        attempt: Attempt,
+        seq: i32,
+        data: &[u8],
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO pglater.result_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&id.get(), &attempt.0, &seq, &data])
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an attempt; false when the attempt was fenced out (someone else owns the job now).
+    pub async fn finish(&self, id: JobId, attempt: Attempt, o: &Outcome) -> Result<bool> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE pglater.jobs
+                    SET state = $3, finished_at = clock_timestamp(), sqlstate = $4, error = $5,
+                        result_rows = $6, result_bytes = $7, result_chunks = $8, error_in_result = $9
+                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
+            )
+            .await?;
+        let n = client
+            .execute(
+                &stmt,
+                &[
+                    &id.get(),
+                    &attempt.0,
+                    &o.state.as_str(),
+                    &o.sqlstate,
+                    &o.error,
+                    &o.rows,
+                    &o.bytes,
+                    &o.chunks,
+                    &o.error_in_result,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// A job as its owner (or an admin) may see it; None for unknown or not theirs.
+    pub async fn status(&self, id: JobId, user: &str, admin: bool) -> Result<Option<JobStatus>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT state, attempt, result_chunks, sqlstate, error, error_in_result FROM pglater.jobs
+                  WHERE id = $1 AND (owner = $2 OR $3)",
+            )
+            .await?;
+        let row = client.query_opt(&stmt, &[&id.get(), &user, &admin]).await?;
+        Ok(row.and_then(|r| {
+            Some(JobStatus {
+                id,
+                state: JobState::parse(r.get(0))?,
+                attempt: Attempt(r.get(1)),
+                chunks: r.get(2),
+                sqlstate: r.get(3),
+                error: r.get(4),
+                error_in_result: r.get(5),
+            })
+        }))
+    }
+
+    pub async fn chunk(&self, id: JobId, attempt: Attempt, seq: i32) -> Result<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT data FROM pglater.result_chunks WHERE job_id = $1 AND attempt = $2 AND seq = $3",
+            )
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&id.get(), &attempt.0, &seq])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// SHOW LATER rows, newest first: nine text columns, then the script's bytes and encoding.
+    pub async fn show(&self, user: &str, admin: bool, id: Option<JobId>) -> Result<Vec<ShowRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {SHOW_COLUMNS} FROM pglater.jobs
+              WHERE (owner = $1 OR $2) AND ($3::int8 IS NULL OR id = $3)
+              ORDER BY submitted_at DESC, id"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let rows = client
+            .query(&stmt, &[&user, &admin, &id.map(JobId::get)])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ShowRow {
+                text: (0..9).map(|i| r.get::<_, Option<String>>(i)).collect(),
+                script: r.get(9),
+                script_encoding: r.get(10),
+            })
+            .collect())
+    }
+
+    /// Announces this instance (name + a new incarnation) and refreshes its heartbeat.
+    pub async fn heartbeat(&self, name: &str, incarnation: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO pglater.instances (name, incarnation) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET incarnation = $2, heartbeat = clock_timestamp()",
+                &[&name, &incarnation],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Running jobs whose executing instance is dead: a previous incarnation of `name`, or
+    /// an instance whose heartbeat is older than `stale_secs`.
+    pub async fn orphaned_jobs(
+        &self,
+        name: &str,
+        incarnation: &str,
+        stale_secs: f64,
+    ) -> Result<Vec<Orphan>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT j.id, j.attempt, j.rerunnable, j.backend_pid IS NOT NULL, j.backend_start::text,
+                        EXISTS (SELECT 1 FROM pg_stat_activity a
+                                 WHERE a.pid = j.backend_pid AND a.backend_start = j.backend_start)
+                   FROM pglater.jobs j
+                   LEFT JOIN pglater.instances i ON i.name = split_part(j.instance, '/', 1)
+                  WHERE j.state = 'running'
+                    AND (j.instance LIKE $1 || '/%' AND j.instance <> $1 || '/' || $2
+                         OR i.name IS NULL
+                         OR i.heartbeat < clock_timestamp() - make_interval(secs => $3)
+                         OR i.incarnation <> split_part(j.instance, '/', 2))",
+                &[&name, &incarnation, &stale_secs],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Orphan {
+                id: JobId::from_db(r.get(0)),
+                attempt: Attempt(r.get(1)),
+                rerunnable: r.get(2),
+                started: r.get(3),
+                backend_alive: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Puts a job whose run was interrupted back in the queue (only when provably safe).
+    pub async fn requeue(&self, id: JobId, attempt: Attempt) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE pglater.jobs SET state = 'queued', started_at = NULL, instance = NULL,
+                        backend_pid = NULL, backend_start = NULL
+                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                &[&id.get(), &attempt.0],
+            )
+            .await?;
+        if n == 1 {
+            client
+                .execute(
+                    "DELETE FROM pglater.result_chunks WHERE job_id = $1 AND attempt = $2",
+                    &[&id.get(), &attempt.0],
+                )
+                .await?;
+            client
+                .execute("SELECT pg_notify('pglater_queue', '1')", &[])
+                .await?;
+        }
+        Ok(n == 1)
+    }
+}
+
+/// One row of SHOW LATER.
+pub struct ShowRow {
+    pub text: Vec<Option<String>>,
+    pub script: Vec<u8>,
+    pub script_encoding: Option<String>,
+}
+
+/// A running job whose executor died.
+#[derive(Debug)]
+pub struct Orphan {
+    pub id: JobId,
+    pub attempt: Attempt,
+    pub rerunnable: bool,
+    /// Its script was sent to a backend (else nothing ran).
+    pub started: bool,
+    /// Its upstream backend still exists (the query may still be running).
+    pub backend_alive: bool,
+}
+
+fn settings_json(settings: &Settings) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = settings
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+fn parse_settings(json: &str) -> Settings {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
+        Ok(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
