@@ -39,8 +39,11 @@ async fn run(config: Config) -> Result<()> {
         proxy.later = Some(Later::start(&proxy.config, proxy.upstream.clone()).await?);
     }
     let proxy = Arc::new(proxy);
+    let later = proxy.later.clone();
+    let grace = proxy.config.shutdown_timeout;
     let (first_signal, stop_accepting) = oneshot::channel();
     let force = proxy.force_close.clone();
+    let stop_jobs = later.as_ref().map(|l| l.stopping.clone());
     tokio::spawn(async move {
         let Ok(mut signals) = Signals::new() else {
             error!("cannot install signal handlers");
@@ -48,14 +51,31 @@ async fn run(config: Config) -> Result<()> {
         };
         signals.next().await;
         let _ = first_signal.send(());
+        if let Some(stop) = &stop_jobs {
+            stop.cancel();
+        }
         signals.next().await;
         warn!("second signal: closing sessions now");
         force.cancel();
     });
-    listener::run(proxy, async {
-        let _ = stop_accepting.await;
-    })
-    .await
+    let jobs_done = async {
+        if let Some(later) = &later {
+            later.shutdown(grace).await;
+        }
+    };
+    let (served, ()) = tokio::join!(
+        listener::run(proxy, async {
+            let _ = stop_accepting.await;
+        }),
+        async {
+            // Jobs drain alongside sessions once the first signal arrives.
+            if let Some(later) = &later {
+                later.stopping.cancelled().await;
+            }
+            jobs_done.await
+        }
+    );
+    served
 }
 
 /// SIGTERM and SIGINT: the first stops accepting and drains, the second closes sessions.

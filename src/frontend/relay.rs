@@ -344,6 +344,8 @@ struct Downstream {
     partial_parameter: Option<(usize, Vec<u8>)>,
     /// Writing a proxy reply: the server's bytes wait until it is complete.
     injecting: bool,
+    /// The upstream-bound direction is gone: no more replies of ours will come.
+    injections_closed: bool,
 }
 
 async fn upstream_to_client<R, W>(
@@ -361,7 +363,7 @@ where
     // The server is trusted: a header we cannot parse only ends our bookkeeping, not the relay.
     let mut framed = true;
     loop {
-        let may_inject = down.injecting || down.scanner.at_boundary();
+        let may_inject = !down.injections_closed && (down.injecting || down.scanner.at_boundary());
         tokio::select! {
             biased;
             inj = injections.recv(), if may_inject => match inj {
@@ -378,7 +380,10 @@ where
                     }
                     let _ = ack.send(());
                 }
-                None => down.injecting = false,
+                None => {
+                    down.injecting = false;
+                    down.injections_closed = true;
+                }
             },
             r = upstream.read_buf(buf), if !down.injecting => {
                 match r {

@@ -92,7 +92,8 @@ pub struct ClaimedJob {
     pub database: String,
     pub script: Vec<u8>,
     pub settings: Settings,
-    pub rerunnable: bool,
+    /// A re-run of an interrupted job: it must not be able to write.
+    pub read_only: bool,
 }
 
 /// How a run ended.

@@ -37,13 +37,13 @@ async fn rescue_once(later: &Later) -> anyhow::Result<()> {
     for o in orphans {
         if !o.started {
             // Claimed but never sent to the server: nothing ran.
-            if later.store.requeue(o.id, o.attempt).await? {
+            if later.store.requeue(o.id, o.attempt, false).await? {
                 info!(job = %o.id, "requeued a job whose executor died before starting it");
             }
         } else if o.backend_alive {
             // Its statement may still be running: decide once the backend is gone.
         } else if o.rerunnable {
-            if later.store.requeue(o.id, o.attempt).await? {
+            if later.store.requeue(o.id, o.attempt, true).await? {
                 info!(job = %o.id, "requeued an interrupted read-only job");
             }
         } else if later
@@ -52,7 +52,6 @@ async fn rescue_once(later: &Later) -> anyhow::Result<()> {
             .await?
         {
             warn!(job = %o.id, "job outcome unknown after its executor died; marked failed");
-            later.finished(o.id);
         }
     }
     Ok(())

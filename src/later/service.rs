@@ -1,7 +1,6 @@
 //! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
 
 use super::enqueue::Enqueuer;
-use super::id::JobId;
 use super::store::Store;
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
@@ -86,14 +85,23 @@ impl Later {
         self.config.admins.iter().any(|a| a == user)
     }
 
-    /// A job reached a terminal state here.
-    pub fn finished(&self, _id: JobId) {}
-
-    /// Stops claiming; waits for running jobs (the caller bounds the wait).
-    pub async fn shutdown(&self) {
+    /// Stops claiming and lets running jobs finish for up to `grace`; then cancels their
+    /// statements, so their outcome is known and recorded rather than left to the rescue.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
         self.stopping.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            info!(
+                jobs = self.running.len(),
+                "cancelling jobs still running at shutdown"
+            );
+            self.cancel_running().await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.wait()).await;
+        }
     }
 
     /// Cancels the upstream statements of every job running here.

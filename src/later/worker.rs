@@ -76,7 +76,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         database: job.database.clone(),
         settings: job.settings.clone(),
         // A re-run after a crash must not be able to write (see rescue).
-        read_only: job.attempt.0 > 1,
+        read_only: job.read_only,
     };
     let sink = Sink::new(
         &later.store,
@@ -184,7 +184,6 @@ async fn record(later: &Later, job: &ClaimedJob, outcome: &Outcome) {
     match later.store.finish(job.id, job.attempt, outcome).await {
         Ok(true) => {
             info!(job = %job.id, owner = %job.owner, state = %outcome.state, rows = outcome.rows, "job finished");
-            later.finished(job.id);
         }
         Ok(false) => debug!(job = %job.id, "outcome not recorded: claim was lost"),
         Err(e) => {

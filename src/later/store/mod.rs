@@ -87,7 +87,7 @@ impl Store {
                                WHERE state = 'queued' AND run_at <= now()
                                ORDER BY run_at, id
                                FOR UPDATE SKIP LOCKED LIMIT 1)
-                 RETURNING id, attempt, owner, database, script, settings::text, rerunnable",
+                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only",
             )
             .await?;
         let row = client.query_opt(&stmt, &[&instance]).await?;
@@ -98,7 +98,7 @@ impl Store {
             database: r.get(3),
             script: r.get(4),
             settings: parse_settings(r.get(5)),
-            rerunnable: r.get(6),
+            read_only: r.get(6),
         }))
     }
 
@@ -280,14 +280,16 @@ impl Store {
     }
 
     /// Puts a job whose run was interrupted back in the queue (only when provably safe).
-    pub async fn requeue(&self, id: JobId, attempt: Attempt) -> Result<bool> {
+    /// `read_only`: it had reached the server, so it runs again read-only.
+    pub async fn requeue(&self, id: JobId, attempt: Attempt, read_only: bool) -> Result<bool> {
         let client = self.client().await?;
         let n = client
             .execute(
                 "UPDATE pglater.jobs SET state = 'queued', started_at = NULL, instance = NULL,
-                        backend_pid = NULL, backend_start = NULL
+                        backend_pid = NULL, backend_start = NULL,
+                        rerun_read_only = rerun_read_only OR $3
                   WHERE id = $1 AND attempt = $2 AND state = 'running'",
-                &[&id.get(), &attempt.0],
+                &[&id.get(), &attempt.0, &read_only],
             )
             .await?;
         if n == 1 {
