@@ -1083,3 +1083,82 @@ pub async fn connect_with_messages(
     });
     (client, rx)
 }
+
+// ---------------------------------------------------------------------------
+// stopping and restarting a proxy (tests/later_restart.rs, tests/later_instances.rs)
+// ---------------------------------------------------------------------------
+
+impl ProxyBuilder {
+    /// Like `start`, but listening on `port`: e.g. the port of a proxy that was just
+    /// stopped, to restart it in place with the same builder.
+    pub fn start_on(self, port: u16) -> Proxy {
+        let dir = temp_dir("proxy");
+        let config_path = dir.join("pglater.toml");
+        fs::write(&config_path, self.toml()).unwrap();
+        let stderr_path = dir.join("stderr.log");
+        let stderr = fs::File::create(&stderr_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pglater"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = cmd.spawn().expect("spawn pglater");
+        let mut proxy = Proxy {
+            port,
+            dir,
+            config_path,
+            stderr_path,
+            child,
+        };
+        if let Err(e) = proxy.wait_listening(Duration::from_secs(10)) {
+            panic!("{e}");
+        }
+        proxy
+    }
+}
+
+impl Proxy {
+    /// Send a signal (libc::SIGTERM, libc::SIGKILL, ...) to the proxy process.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
+    }
+
+    /// Wait up to `limit` for the process to exit; its status, or None if still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait until the process is gone (a crash, as far as the proxy can tell).
+    pub fn kill_hard(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+            .expect("pglater still running after SIGKILL");
+    }
+
+    /// SIGTERM (graceful shutdown); waits up to `limit` for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(limit)
+    }
+}
