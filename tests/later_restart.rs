@@ -1,0 +1,436 @@
+//! Crash safety and graceful shutdown of the LATER service: an instance killed with SIGKILL
+//! and restarted under the same --instance-name rescues its predecessor's running jobs (a
+//! read-only one is run again, a writing one ends failed 40003 "outcome unknown" and is never
+//! run twice), keeps its queue and its finished results; an instance stopped with SIGTERM
+//! finishes what it runs, claims nothing more, and its successor runs the rest exactly once.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// Bound for every job to reach a terminal state after a restart. Backends of jobs running at
+/// a SIGKILL keep running until their statement ends (4 s here); the rescue waits for them,
+/// and a re-run takes as long again.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// `postgres://postgres@127.0.0.1:<port>/<db>` for a fresh database on the test server.
+fn fresh_store(db: &str) -> String {
+    pg().admin_sql(&format!("CREATE DATABASE {db}"));
+    format!("postgres://postgres@127.0.0.1:{}/{db}", pg().port)
+}
+
+/// An instance of a given name, 2 workers, on its own store.
+fn builder(name: &str, store_url: &str) -> ProxyBuilder {
+    Proxy::builder(pg())
+        .auth("trust")
+        .user("postgres", None)
+        .app_users()
+        .args(&["--instance-name", name, "--workers", "2"])
+        .args(&["--store-url", store_url])
+}
+
+/// `LATER <script>` over the simple protocol; the job id.
+async fn later(c: &Client, script: &str) -> i64 {
+    let msgs = c
+        .simple_query(&format!("LATER {script}"))
+        .await
+        .unwrap_or_else(|e| panic!("LATER {script}: {e:?}"));
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("LATER {script}: no row in the reply"));
+    row.get(0).unwrap().parse().expect("job_id is an int8")
+}
+
+/// A job's row in the store.
+#[derive(Debug, Clone)]
+struct JobRow {
+    state: String,
+    attempt: i32,
+    sqlstate: Option<String>,
+    error: Option<String>,
+    instance: Option<String>,
+    backend_pid: Option<i32>,
+}
+
+async fn job_rows(store: &Client, ids: &[i64]) -> HashMap<i64, JobRow> {
+    store
+        .query(
+            "SELECT id, state, attempt, sqlstate, error, instance, backend_pid
+               FROM pglater.jobs WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                JobRow {
+                    state: r.get(1),
+                    attempt: r.get(2),
+                    sqlstate: r.get(3),
+                    error: r.get(4),
+                    instance: r.get(5),
+                    backend_pid: r.get(6),
+                },
+            )
+        })
+        .collect()
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "succeeded" | "failed" | "cancelled")
+}
+
+/// Polls the store until every job in `ids` is terminal; their rows.
+async fn wait_all_terminal(
+    store: &Client,
+    ids: &[i64],
+    limit: Duration,
+    log: &dyn Fn() -> String,
+) -> HashMap<i64, JobRow> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let rows = job_rows(store, ids).await;
+        assert_eq!(
+            rows.len(),
+            ids.len(),
+            "acknowledged jobs missing from the store"
+        );
+        if rows.values().all(|r| is_terminal(&r.state)) {
+            return rows;
+        }
+        if Instant::now() > deadline {
+            let open: Vec<_> = rows
+                .iter()
+                .filter(|(_, r)| !is_terminal(&r.state))
+                .collect();
+            panic!(
+                "jobs not terminal after {limit:?}: {open:#?}\nproxy log:\n{}",
+                log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until `pred` holds for the job's store row.
+async fn wait_job(store: &Client, id: i64, what: &str, pred: impl Fn(&JobRow) -> bool) -> JobRow {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = job_rows(store, &[id]).await.remove(&id) {
+            if pred(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {what}: {r:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// marker -> how many rows carry it.
+async fn marker_counts(app: &Client, table: &str) -> HashMap<String, i64> {
+    app.query(
+        &format!("SELECT marker, count(*) FROM {table} GROUP BY marker"),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// The raw reply to FETCH LATER <id> (as alice), without ReadyForQuery.
+fn raw_fetch(port: u16, id: i64) -> Vec<Msg> {
+    let (mut c, _) = RawConn::login(port, &[("user", "alice"), ("database", "app")]);
+    let mut msgs = c.simple_query(&format!("FETCH LATER {id}"));
+    assert_eq!(msgs.pop().map(|m| m.0), Some(b'Z'));
+    msgs
+}
+
+/// SQLSTATEs of the ErrorResponses among `msgs`.
+fn sqlstates(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| error_fields(b).get(&'C').cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
+    let store_url = fresh_store("store_kill");
+    let app = pg().connect("postgres", None, "app").await;
+    app.batch_execute(
+        "CREATE TABLE ran_kill (marker text NOT NULL); GRANT ALL ON ran_kill TO alice",
+    )
+    .await
+    .unwrap();
+    let store = pg().connect("postgres", None, "store_kill").await;
+    let b = builder("restart-kill", &store_url);
+    let mut first = b.clone().start();
+    let port = first.port;
+    let client = first.connect("alice", Some(ALICE_PASSWORD), "app").await;
+
+    // A job that finished before the crash: its result must survive it unchanged.
+    let finished = later(
+        &client,
+        "SELECT g, md5(g::text) AS h FROM generate_series(1, 50) g; SELECT 'done' AS status",
+    )
+    .await;
+    wait_job(&store, finished, "succeeded", |r| r.state == "succeeded").await;
+    let finished_reply = raw_fetch(port, finished);
+    assert!(
+        finished_reply.iter().filter(|(t, _)| *t == b'D').count() == 51,
+        "{finished_reply:?}"
+    );
+
+    // Two long jobs occupy both workers: one read-only (safe to re-run), one writing.
+    let read_only = later(&client, "SELECT pg_sleep(4)").await;
+    let writing = later(
+        &client,
+        "INSERT INTO ran_kill VALUES ('w1'); SELECT pg_sleep(4)",
+    )
+    .await;
+    for id in [read_only, writing] {
+        wait_job(&store, id, "reached its backend", |r| {
+            r.state == "running" && r.backend_pid.is_some()
+        })
+        .await;
+    }
+    // 20 more wait in the queue behind them.
+    let mut queued = Vec::new();
+    for k in 0..20 {
+        let marker = format!("q{k}");
+        let id = later(
+            &client,
+            &format!("INSERT INTO ran_kill VALUES ('{marker}')"),
+        )
+        .await;
+        queued.push((id, marker));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Crash.
+    drop(client);
+    first.kill_hard();
+    let killed_at = Instant::now();
+    let at_kill = job_rows(&store, &[read_only, writing]).await;
+    let writing_at_kill = at_kill[&writing].clone();
+    let read_only_at_kill = at_kill[&read_only].clone();
+    eprintln!("at the kill: read-only {read_only_at_kill:?}, writing {writing_at_kill:?}");
+
+    // Restart in place, same name.
+    let second = b.start_on(port);
+    let mut ids = vec![finished, read_only, writing];
+    ids.extend(queued.iter().map(|(id, _)| *id));
+    let log = || format!("first:\n{}\nsecond:\n{}", first.stderr(), second.stderr());
+    let rows = wait_all_terminal(&store, &ids, SETTLE, &log).await;
+    eprintln!(
+        "all terminal {:?} after the kill; read-only {:?}; writing {:?}",
+        killed_at.elapsed(),
+        rows[&read_only],
+        rows[&writing]
+    );
+    let counts = marker_counts(&app, "ran_kill").await;
+
+    // The writing job: never run again. Succeeded only if it had finished before the kill,
+    // else failed with 40003 (outcome unknown); its marker at most once either way.
+    let w = &rows[&writing];
+    assert_eq!(w.attempt, 1, "the writing job was run again: {w:?}");
+    let w1 = counts.get("w1").copied().unwrap_or(0);
+    assert!(w1 <= 1, "the writing job's marker appears {w1} times");
+    match w.state.as_str() {
+        "succeeded" => {
+            assert_eq!(
+                writing_at_kill.state, "succeeded",
+                "the writing job was recorded succeeded although it was running at the kill: {w:?}"
+            );
+            assert_eq!(w1, 1);
+        }
+        "failed" => {
+            assert_eq!(w.sqlstate.as_deref(), Some("40003"), "{w:?}");
+            assert!(
+                w.error.as_deref().unwrap_or("").contains("unknown"),
+                "the error should say the outcome is unknown: {w:?}"
+            );
+            // FETCH on the new instance answers with that error.
+            assert_eq!(sqlstates(&raw_fetch(port, writing)), ["40003"]);
+            // Decided only once its backend was gone, i.e. after its 4 s statement.
+            let ran_for: f64 = store
+                .query_one(
+                    "SELECT extract(epoch FROM finished_at - started_at)::float8
+                       FROM pglater.jobs WHERE id = $1",
+                    &[&writing],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                ran_for >= 4.0,
+                "the writing job was declared unknown {ran_for:.1} s after it started, \
+                 while its backend was still running its 4 s statement"
+            );
+        }
+        other => panic!("writing job ended {other}: {w:?}"),
+    }
+
+    // The read-only job: succeeded, once or after one re-run.
+    let r = &rows[&read_only];
+    assert_eq!(r.state, "succeeded", "{r:?}");
+    assert!(
+        r.attempt <= 2,
+        "read-only job run {} times: {r:?}",
+        r.attempt
+    );
+    if read_only_at_kill.state == "running" {
+        assert_eq!(
+            r.attempt, 2,
+            "an interrupted read-only job should be re-run: {r:?}"
+        );
+        assert!(
+            r.instance
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("restart-kill/"),
+            "{r:?}"
+        );
+    }
+    let reply = raw_fetch(port, read_only);
+    assert_eq!(
+        reply.iter().map(|m| m.0).collect::<Vec<u8>>(),
+        b"TDC".to_vec(),
+        "FETCH of the read-only job: {reply:?}"
+    );
+
+    // The queued ones: run once each, by the new incarnation.
+    for (id, marker) in &queued {
+        let q = &rows[id];
+        assert_eq!(q.state, "succeeded", "queued job {marker}: {q:?}");
+        assert_eq!(q.attempt, 1, "queued job {marker} claimed twice: {q:?}");
+        assert_eq!(
+            counts.get(marker).copied(),
+            Some(1),
+            "marker {marker} count"
+        );
+    }
+    assert_eq!(counts.len(), queued.len() + w1 as usize, "{counts:?}");
+
+    // The result finished before the crash is still there, byte for byte.
+    assert_eq!(raw_fetch(port, finished), finished_reply);
+
+    // SHOW LATER on the new instance reports the outcome.
+    let alice = second.connect("alice", Some(ALICE_PASSWORD), "app").await;
+    let shown = alice
+        .simple_query(&format!("SHOW LATER {writing}"))
+        .await
+        .unwrap();
+    let row = shown
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("SHOW LATER row");
+    assert_eq!(row.get("state"), Some(w.state.as_str()));
+    assert_eq!(row.get("sqlstate"), w.sqlstate.as_deref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_running_jobs_and_the_successor_runs_the_queue_once() {
+    let store_url = fresh_store("store_term");
+    let app = pg().connect("postgres", None, "app").await;
+    app.batch_execute(
+        "CREATE TABLE ran_term (marker text NOT NULL); GRANT ALL ON ran_term TO alice",
+    )
+    .await
+    .unwrap();
+    let store = pg().connect("postgres", None, "store_term").await;
+    let b = builder("restart-term", &store_url);
+    let mut first = b.clone().start();
+    let port = first.port;
+    let client = first.connect("alice", Some(ALICE_PASSWORD), "app").await;
+
+    // A writing job that is running at the SIGTERM, then a queue of short writing jobs
+    // (about 6 s of work for the two workers).
+    let long = later(
+        &client,
+        "INSERT INTO ran_term VALUES ('long'); SELECT pg_sleep(2)",
+    )
+    .await;
+    let mut jobs = vec![(long, "long".to_owned())];
+    for k in 0..40 {
+        let marker = format!("t{k}");
+        let id = later(
+            &client,
+            &format!("INSERT INTO ran_term VALUES ('{marker}'); SELECT pg_sleep(0.3)"),
+        )
+        .await;
+        jobs.push((id, marker));
+    }
+    let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
+    wait_job(&store, long, "reached its backend", |r| {
+        r.state == "running" && r.backend_pid.is_some()
+    })
+    .await;
+
+    // Graceful stop: running jobs finish, nothing more is claimed.
+    drop(client);
+    let status = first
+        .terminate(Duration::from_secs(45))
+        .unwrap_or_else(|| panic!("no exit 45 s after SIGTERM:\n{}", first.stderr()));
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        first.stderr()
+    );
+    let at_exit = job_rows(&store, &ids).await;
+    let running: Vec<_> = at_exit
+        .iter()
+        .filter(|(_, r)| r.state == "running")
+        .collect();
+    assert!(
+        running.is_empty(),
+        "jobs left running by a graceful shutdown: {running:#?}\n{}",
+        first.stderr()
+    );
+    let not_ok: Vec<_> = at_exit
+        .iter()
+        .filter(|(_, r)| is_terminal(&r.state) && r.state != "succeeded")
+        .collect();
+    assert!(
+        not_ok.is_empty(),
+        "jobs that did not succeed across a graceful shutdown: {not_ok:#?}"
+    );
+    assert_eq!(at_exit[&long].state, "succeeded", "{:?}", at_exit[&long]);
+    let still_queued = at_exit.values().filter(|r| r.state == "queued").count();
+    assert!(
+        still_queued > 0,
+        "the stopping instance kept claiming jobs until its queue was empty"
+    );
+    eprintln!("queued at exit: {still_queued} of {}", ids.len());
+
+    // The successor runs the rest.
+    let second = b.start_on(port);
+    let log = || format!("first:\n{}\nsecond:\n{}", first.stderr(), second.stderr());
+    let rows = wait_all_terminal(&store, &ids, SETTLE, &log).await;
+    let counts = marker_counts(&app, "ran_term").await;
+    for (id, marker) in &jobs {
+        let r = &rows[id];
+        assert_eq!(r.state, "succeeded", "job {marker}: {r:?}");
+        assert_eq!(r.attempt, 1, "job {marker} claimed more than once: {r:?}");
+        assert_eq!(
+            counts.get(marker).copied(),
+            Some(1),
+            "marker {marker} count"
+        );
+    }
+    assert_eq!(counts.len(), jobs.len(), "{counts:?}");
+}
