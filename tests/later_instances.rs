@@ -391,3 +391,96 @@ async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
         "median pickup on the other instance {median:.0} ms: not woken by NOTIFY? {waits:.0?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops() {
+    let store_url = fresh_store("store_dead");
+    let app = pg().connect("postgres", None, "app").await;
+    app.batch_execute(
+        "CREATE TABLE ran_dead (marker text NOT NULL); GRANT ALL ON ran_dead TO alice",
+    )
+    .await
+    .unwrap();
+    let store = pg().connect("postgres", None, "store_dead").await;
+    let start = |name: &str, workers: &str| {
+        Proxy::builder(pg())
+            .auth("trust")
+            .user("postgres", None)
+            .app_users()
+            .args(&["--instance-name", name, "--workers", workers])
+            .args(&["--store-url", &store_url])
+            .start()
+    };
+    // A runs two long jobs, then dies without a successor of its name.
+    let mut a = start("dead-a", "2");
+    let on_a = a.connect("alice", Some(ALICE_PASSWORD), "app").await;
+    let read_only = later(&on_a, "SELECT pg_sleep(3)").await;
+    let writing = later(
+        &on_a,
+        "INSERT INTO ran_dead VALUES ('w'); SELECT pg_sleep(3)",
+    )
+    .await;
+    let deadline = Instant::now() + SOON;
+    loop {
+        let n: i64 = store
+            .query_one(
+                "SELECT count(*) FROM pglater.jobs
+                  WHERE id = ANY($1) AND state = 'running' AND backend_pid IS NOT NULL
+                    AND instance LIKE 'dead-a/%'",
+                &[&vec![read_only, writing]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never ran both jobs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(on_a);
+    a.kill_hard();
+    let killed = Instant::now();
+
+    // B has another name: it can only learn that A is dead from A's silent heartbeat.
+    let b = start("dead-b", "2");
+    let on_b = b.connect("alice", Some(ALICE_PASSWORD), "app").await;
+    let w = wait_done(&on_b, writing, Duration::from_secs(90)).await;
+    let r = wait_done(&on_b, read_only, Duration::from_secs(90)).await;
+    eprintln!("rescued {:?} after the kill", killed.elapsed());
+    assert_eq!(w["state"].as_deref(), Some("failed"), "{w:?}");
+    assert_eq!(w["sqlstate"].as_deref(), Some("40003"), "{w:?}");
+    assert_eq!(r["state"].as_deref(), Some("succeeded"), "{r:?}");
+    let rows = store
+        .query(
+            "SELECT id, attempt, split_part(instance, '/', 1) FROM pglater.jobs WHERE id = ANY($1)",
+            &[&vec![read_only, writing]],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let (id, attempt, instance): (i64, i32, String) = (row.get(0), row.get(1), row.get(2));
+        if id == writing {
+            assert_eq!(
+                (attempt, instance.as_str()),
+                (1, "dead-a"),
+                "writing job re-run"
+            );
+        } else {
+            assert_eq!(
+                (attempt, instance.as_str()),
+                (2, "dead-b"),
+                "read-only job not re-run on B"
+            );
+        }
+    }
+    let w_count: i64 = app
+        .query_one("SELECT count(*) FROM ran_dead", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        w_count <= 1,
+        "the writing job's row appears {w_count} times"
+    );
+}
