@@ -14,6 +14,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/pg.sh
 . "$root/scripts/lib/pg.sh"
 
+if [ "$(id -u)" -ne 0 ]; then
+    log "warning: the integration tests start PostgreSQL with 'runuser -u postgres', which needs root"
+fi
 pg_ensure_installed
 command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
 
