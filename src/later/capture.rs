@@ -30,6 +30,8 @@ pub struct Sink<'a> {
     bytes: i64,
     max_bytes: u64,
     exceeded: bool,
+    rows: i64,
+    first_error: Option<(String, String)>,
 }
 
 impl<'a> Sink<'a> {
@@ -43,6 +45,8 @@ impl<'a> Sink<'a> {
             bytes: 0,
             max_bytes,
             exceeded: false,
+            rows: 0,
+            first_error: None,
         }
     }
 
@@ -68,13 +72,24 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    /// A message written whatever the size limit (the final error of a job over it).
-    async fn push_always(&mut self, data: &[u8]) -> anyhow::Result<()> {
+    /// A message kept whatever the size limit (the final error of a job over it).
+    fn push_always(&mut self, data: &[u8]) {
         self.bytes += data.len() as i64;
         self.chunk.extend_from_slice(data);
-        self.flush().await
     }
 
+    /// The outcome, with the chunk not stored yet: it goes with the outcome in one statement.
+    fn close(self, mut outcome: Outcome) -> Captured {
+        let last_chunk = (!self.chunk.is_empty()).then(|| (self.seq, self.chunk.to_vec()));
+        outcome.bytes = self.bytes;
+        outcome.chunks = self.seq + i32::from(last_chunk.is_some());
+        Captured {
+            outcome,
+            last_chunk,
+        }
+    }
+
+    /// Stores the full chunk; the last, partial one is stored with the outcome.
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.chunk.is_empty() {
             return Ok(());
@@ -88,20 +103,43 @@ impl<'a> Sink<'a> {
     }
 
     /// The outcome of a job whose whole reply was only this error (it never ran).
-    pub async fn refused(mut self, error: &[u8]) -> anyhow::Result<Outcome> {
-        self.push_always(error).await?;
-        let body = error.get(5..).unwrap_or_default();
-        let f = ErrorFields::parse(body);
-        Ok(Outcome {
+    pub fn refused(mut self, error: &[u8]) -> Captured {
+        self.push_always(error);
+        let f = ErrorFields::parse(error.get(5..).unwrap_or_default());
+        let outcome = Outcome {
             state: JobState::Failed,
             sqlstate: f.get(b'C').map(str::to_owned),
             error: f.get(b'M').map(str::to_owned),
             rows: 0,
-            bytes: self.bytes,
-            chunks: self.seq,
+            bytes: 0,
+            chunks: 0,
             error_in_result: true,
-        })
+        };
+        self.close(outcome)
     }
+
+    /// The outcome of a job that failed for a reason of the proxy's (not among its messages).
+    pub fn failed(self, sqlstate: &str, error: String) -> Captured {
+        let outcome = Outcome {
+            state: JobState::Failed,
+            sqlstate: Some(sqlstate.to_owned()),
+            error: Some(error),
+            rows: 0,
+            bytes: 0,
+            chunks: 0,
+            error_in_result: false,
+        };
+        Captured {
+            outcome,
+            last_chunk: None,
+        }
+    }
+}
+
+/// A finished capture: the outcome and the last chunk, still to be stored with it.
+pub struct Captured {
+    pub outcome: Outcome,
+    pub last_chunk: Option<(i32, Vec<u8>)>,
 }
 
 /// What the server's reply stream is in the middle of.
@@ -124,8 +162,8 @@ pub async fn run(
     conn: &mut JobConn,
     upstream: &Upstream,
     script: &[u8],
-    mut sink: Sink<'_>,
-) -> Result<(Outcome, u8), CaptureError> {
+    sink: &mut Sink<'_>,
+) -> Result<u8, CaptureError> {
     conn.send_query(script).await.map_err(CaptureError::Io)?;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut header = [0u8; 5];
@@ -201,7 +239,9 @@ pub async fn run(
                     match tag {
                         b'Z' => {
                             let status = held.get(5).copied().unwrap_or(b'I');
-                            return finish(sink, rows, first_error, status).await;
+                            sink.rows = rows;
+                            sink.first_error = first_error;
+                            return Ok(status);
                         }
                         b'E' => {
                             let fields = ErrorFields::parse(&held[5..]);
@@ -245,48 +285,40 @@ pub async fn run(
     }
 }
 
-async fn finish(
-    mut sink: Sink<'_>,
-    rows: i64,
-    first_error: Option<(String, String)>,
-    status: u8,
-) -> Result<(Outcome, u8), CaptureError> {
-    let (sqlstate, error) = if sink.exceeded {
-        let e = ProxyError::error(
-            "54000",
-            format!(
-                "job result exceeds the limit of {} bytes (later.max_result_bytes)",
-                sink.max_bytes
-            ),
-        );
-        sink.push_always(&e.to_bytes())
-            .await
-            .map_err(CaptureError::Store)?;
-        (Some(e.code.to_owned()), Some(e.message))
-    } else {
-        sink.flush().await.map_err(CaptureError::Store)?;
-        match first_error {
-            Some((c, m)) => (Some(c), Some(m)),
-            None => (None, None),
-        }
-    };
-    let state = if sqlstate.is_some() {
-        JobState::Failed
-    } else {
-        JobState::Succeeded
-    };
-    Ok((
-        Outcome {
-            state,
+impl Sink<'_> {
+    /// The outcome of a script that ran to its ReadyForQuery.
+    pub fn completed(mut self) -> Captured {
+        let (sqlstate, error) = if self.exceeded {
+            let e = ProxyError::error(
+                "54000",
+                format!(
+                    "job result exceeds the limit of {} bytes (later.max_result_bytes)",
+                    self.max_bytes
+                ),
+            );
+            self.push_always(&e.to_bytes());
+            (Some(e.code.to_owned()), Some(e.message))
+        } else {
+            match self.first_error.take() {
+                Some((c, m)) => (Some(c), Some(m)),
+                None => (None, None),
+            }
+        };
+        let outcome = Outcome {
+            state: if sqlstate.is_some() {
+                JobState::Failed
+            } else {
+                JobState::Succeeded
+            },
             sqlstate,
             error,
-            rows,
-            bytes: sink.bytes,
-            chunks: sink.seq,
+            rows: self.rows,
+            bytes: 0,
+            chunks: 0,
             error_in_result: true,
-        },
-        status,
-    ))
+        };
+        self.close(outcome)
+    }
 }
 
 /// An error position is an offset into the query the client sent; the client fetching the

@@ -29,6 +29,8 @@ pub struct JobConn {
     pub secret: Bytes,
     /// pg_stat_activity.backend_start as text: with the pid, names this backend for good.
     pub backend_start: String,
+    /// Replies of reset statements sent but not read yet.
+    pending_resets: usize,
 }
 
 /// Why a job connection could not be opened.
@@ -86,6 +88,7 @@ impl JobConn {
             pid,
             secret,
             backend_start: String::new(),
+            pending_resets: 0,
         };
         conn.backend_start = conn
             .query_value(
@@ -126,14 +129,43 @@ impl JobConn {
         }
     }
 
-    /// Leaves the session as a new one would be: no transaction, default settings, no
-    /// prepared statements, temp tables or listeners.
+    /// Starts leaving the session as a new one would be (no transaction, default settings,
+    /// no prepared statements, temp tables or listeners) without waiting for the server:
+    /// `ready` reads the replies before the connection's next job.
     pub async fn reset(&mut self, status: u8) -> io::Result<()> {
+        let mut out = BytesMut::with_capacity(32);
         if status != b'I' {
-            self.query_value("ROLLBACK").await?;
+            put_query(&mut out, b"ROLLBACK");
+            self.pending_resets += 1;
         }
-        self.query_value("DISCARD ALL").await.map(|_| ())
+        put_query(&mut out, b"DISCARD ALL");
+        self.pending_resets += 1;
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await
     }
+
+    /// Completes a reset started by `reset`; an error means the connection is not reusable.
+    pub async fn ready(&mut self) -> io::Result<()> {
+        while self.pending_resets > 0 {
+            loop {
+                let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+                match msg.tag {
+                    b'E' => return Err(io::Error::other(error_message(&msg))),
+                    b'Z' => break,
+                    _ => {}
+                }
+            }
+            self.pending_resets -= 1;
+        }
+        Ok(())
+    }
+}
+
+fn put_query(out: &mut BytesMut, sql: &[u8]) {
+    out.put_u8(b'Q');
+    out.put_u32(sql.len() as u32 + 5);
+    out.put_slice(sql);
+    out.put_u8(0);
 }
 
 fn first_column(msg: &Message) -> Option<String> {

@@ -2,10 +2,10 @@
 //! capture of results and their replay.
 
 pub mod advice;
+pub mod batch;
 pub mod capture;
 pub mod command;
 pub mod conn;
-pub mod enqueue;
 pub mod id;
 pub mod intercept;
 pub mod job;

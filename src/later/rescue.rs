@@ -2,7 +2,9 @@
 //! provably safe; otherwise it ends failed, saying its outcome is unknown.
 
 use super::service::Later;
-use super::worker::unknown_outcome;
+use super::id::JobId;
+use super::job::{Attempt, JobState, Outcome};
+use super::store::Finish;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -48,11 +50,36 @@ async fn rescue_once(later: &Later) -> anyhow::Result<()> {
             }
         } else if later
             .store
-            .finish(o.id, o.attempt, &unknown_outcome())
+            .finish(&[unknown_outcome(o.id, o.attempt)])
             .await?
+            .first()
+            .copied()
+            .unwrap_or(false)
         {
             warn!(job = %o.id, "job outcome unknown after its executor died; marked failed");
         }
     }
     Ok(())
+}
+
+/// A job whose executor died after starting it: it may or may not have taken effect.
+fn unknown_outcome(id: JobId, attempt: Attempt) -> Finish {
+    Finish {
+        id,
+        attempt,
+        outcome: Outcome {
+            state: JobState::Failed,
+            sqlstate: Some("40003".into()),
+            error: Some(
+                "the job's outcome is unknown: the pglater instance running it stopped while it \
+                 ran, so it may or may not have taken effect; it was not run again"
+                    .into(),
+            ),
+            rows: 0,
+            bytes: 0,
+            chunks: 0,
+            error_in_result: false,
+        },
+        last_chunk: None,
+    }
 }

@@ -1,7 +1,8 @@
 //! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
 
-use super::enqueue::Enqueuer;
-use super::store::Store;
+use super::batch::Batcher;
+use super::job::NewJob;
+use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
 use crate::upstream::Upstream;
@@ -16,7 +17,12 @@ use tracing::info;
 pub struct Later {
     pub config: LaterConfig,
     pub store: Store,
-    pub enqueuer: Enqueuer,
+    /// LATER submissions, group-committed.
+    pub enqueuer: Batcher<NewJob, ()>,
+    /// Which backend runs which attempt, group-committed before each job starts.
+    pub recorder: Batcher<BackendRecord, bool>,
+    /// Outcomes and last result chunks, group-committed.
+    pub finisher: Batcher<Finish, bool>,
     pub upstream: Upstream,
     /// Wakes idle workers: a job was queued here or (via LISTEN) on another instance.
     pub wake: Arc<Notify>,
@@ -46,7 +52,21 @@ impl Later {
             .context("job store: cannot register this instance")?;
         let later = Arc::new(Later {
             config: config.later.clone(),
-            enqueuer: Enqueuer::start(store.clone(), wake.clone()),
+            enqueuer: enqueuer(&store, &wake),
+            recorder: {
+                let store = store.clone();
+                Batcher::start(1, 1000, move |items: Vec<BackendRecord>| {
+                    let store = store.clone();
+                    async move { store.record_backends(&items).await.map_err(|e| format!("{e:#}")) }
+                })
+            },
+            finisher: {
+                let store = store.clone();
+                Batcher::start(1, 1000, move |items: Vec<Finish>| {
+                    let store = store.clone();
+                    async move { store.finish(&items).await.map_err(|e| format!("{e:#}")) }
+                })
+            },
             store,
             upstream,
             wake,
@@ -112,6 +132,22 @@ impl Later {
             let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
         }
     }
+}
+
+/// LATER submissions share inserts; local workers are woken after each commit.
+fn enqueuer(store: &Store, wake: &Arc<Notify>) -> Batcher<NewJob, ()> {
+    let (store, wake) = (store.clone(), wake.clone());
+    Batcher::start(2, 1000, move |jobs: Vec<NewJob>| {
+        let (store, wake) = (store.clone(), wake.clone());
+        async move {
+            store
+                .insert_jobs(&jobs)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            wake.notify_waiters();
+            Ok(vec![(); jobs.len()])
+        }
+    })
 }
 
 /// The store connection: `later.store_url`, else database `postgres` on the upstream as role

@@ -1,16 +1,20 @@
-//! Workers: claim a due job, run it on a connection logged in as its owner, store the outcome.
+//! Workers: a dispatcher claims due jobs in batches for the idle workers; each worker runs
+//! its job on a connection logged in as the owner and reports the outcome. Store writes of
+//! all workers are group-committed (see `batch`).
 
-use super::capture::{self, CaptureError, Sink};
+use super::capture::{self, CaptureError, Captured, Sink};
 use super::conn::{ConnKey, JobConn, OpenError};
 use super::id::JobId;
-use super::job::{ClaimedJob, JobState, Outcome};
+use super::job::ClaimedJob;
 use super::service::Later;
+use super::store::{BackendRecord, Finish};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-/// The slow poll that backs up notifications (jobs scheduled for later, lost wake-ups).
+/// The slow poll that backs up notifications (jobs due later, lost wake-ups).
 const POLL: Duration = Duration::from_secs(1);
 
 /// Idle job connections, by who they can serve.
@@ -34,28 +38,58 @@ impl ConnCache {
     }
 }
 
+/// Jobs running here: their backend's pid and cancel secret.
+pub type RunningJobs = dashmap::DashMap<JobId, (i32, bytes::Bytes)>;
+
+type Assignment = (ClaimedJob, OwnedSemaphorePermit);
+
 pub fn spawn(later: Arc<Later>) {
-    for n in 0..later.config.workers {
-        let later = later.clone();
+    // Slots: jobs running here plus a short local backlog, so a worker that finishes takes its
+    // next job without waiting for a claim round trip.
+    let idle = Arc::new(Semaphore::new(later.config.workers * 2));
+    let (tx, rx) = mpsc::channel::<Assignment>(later.config.workers.max(1));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 0..later.config.workers {
+        let (later, rx) = (later.clone(), rx.clone());
         later.clone().tasks.spawn(async move {
-            debug!(worker = n, "job worker started");
-            work(&later).await;
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some((job, permit)) = next else { return };
+                run_job(&later, job).await;
+                drop(permit);
+            }
         });
     }
+    let l = later.clone();
+    later.tasks.spawn(async move { dispatch(&l, idle, tx).await });
 }
 
-async fn work(later: &Later) {
+/// Claims as many due jobs as there are free slots, in one statement.
+async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignment>) {
     loop {
-        if later.stopping.is_cancelled() {
-            return;
+        let first = tokio::select! {
+            p = idle.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = later.stopping.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = idle.clone().try_acquire_owned() {
+            permits.push(p);
         }
         // Registered before the claim, so a job queued meanwhile still wakes us.
         let notified = later.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match later.store.claim(&later.instance).await {
-            Ok(Some(job)) => run_job(later, job).await,
-            Ok(None) => {
+        match later.store.claim(&later.instance, permits.len() as i64).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                for job in jobs {
+                    let Some(permit) = permits.pop() else { break };
+                    if tx.send((job, permit)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(_) => {
+                drop(permits);
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(POLL) => {}
@@ -63,6 +97,7 @@ async fn work(later: &Later) {
                 }
             }
             Err(e) => {
+                drop(permits);
                 warn!(error = %format!("{e:#}"), "job store: claim failed");
                 tokio::time::sleep(POLL).await;
             }
@@ -78,129 +113,83 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         // A re-run after a crash must not be able to write (see rescue).
         read_only: job.read_only,
     };
-    let sink = Sink::new(
-        &later.store,
-        job.id,
-        job.attempt,
-        later.config.max_result_bytes,
-    );
-    let conn = match later.conns.take(&key) {
-        Some(c) => Ok(c),
-        None => JobConn::open(&later.upstream, &key, later.password_of(&job.owner)).await,
-    };
-    let mut conn = match conn {
+    let mut sink = Sink::new(&later.store, job.id, job.attempt, later.config.max_result_bytes);
+    let mut conn = match connection(later, &key).await {
         Ok(c) => c,
-        Err(OpenError::Refused(error)) => {
-            match sink.refused(&error).await {
-                Ok(outcome) => record(later, &job, &outcome).await,
-                Err(e) => {
-                    warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot record a refusal")
-                }
-            }
-            return;
-        }
+        Err(OpenError::Refused(error)) => return record(later, &job, sink.refused(&error)).await,
         Err(OpenError::Failed(why)) => {
-            let outcome = failed(
-                "08006",
-                format!("pglater could not open a session for the job: {why}"),
-            );
-            record(later, &job, &outcome).await;
-            return;
+            let why = format!("pglater could not open a session for the job: {why}");
+            return record(later, &job, sink.failed("08006", why)).await;
         }
     };
-    match later
-        .store
-        .record_backend(job.id, job.attempt, conn.pid, &conn.backend_start)
-        .await
-    {
+    let started = later
+        .recorder
+        .submit(BackendRecord {
+            id: job.id,
+            attempt: job.attempt,
+            pid: conn.pid,
+            backend_start: conn.backend_start.clone(),
+        })
+        .await;
+    match started {
         Ok(true) => {}
         Ok(false) => {
             debug!(job = %job.id, "claim lost before start");
-            return;
+            return later.conns.put(key, conn, later.config.workers);
         }
         Err(e) => {
-            warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot record the backend");
+            // Not recorded: not run. The rescue requeues it once this instance is gone.
+            warn!(job = %job.id, error = %e, "job store: cannot record the backend");
             return;
         }
     }
-    later
-        .running
-        .insert(job.id, (conn.pid, conn.secret.clone()));
-    let result = capture::run(&mut conn, &later.upstream, &job.script, sink).await;
+    later.running.insert(job.id, (conn.pid, conn.secret.clone()));
+    let result = capture::run(&mut conn, &later.upstream, &job.script, &mut sink).await;
     later.running.remove(&job.id);
-    match result {
-        Ok((outcome, status)) => {
-            record(later, &job, &outcome).await;
+    let captured = match result {
+        Ok(status) => {
             if conn.reset(status).await.is_ok() {
                 later.conns.put(key, conn, later.config.workers);
             }
+            sink.completed()
         }
-        Err(CaptureError::Io(e)) => {
-            let outcome = failed(
-                "40003",
-                format!(
-                    "the connection to the server was lost while the job ran ({e}); its outcome is unknown"
-                ),
-            );
-            record(later, &job, &outcome).await;
-        }
+        Err(CaptureError::Io(e)) => sink.failed(
+            "40003",
+            format!("the connection to the server was lost while the job ran ({e}); its outcome is unknown"),
+        ),
         Err(CaptureError::Protocol(why)) => {
-            record(
-                later,
-                &job,
-                &failed("08P01", format!("protocol error from the server: {why}")),
-            )
-            .await;
+            sink.failed("08P01", format!("protocol error from the server: {why}"))
         }
         Err(CaptureError::Store(e)) => {
-            // The job ran (or is running) but its result could not be kept.
             warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot store a result");
-            record(
-                later,
-                &job,
-                &failed(
-                    "58030",
-                    format!("the job's result could not be stored: {e:#}"),
-                ),
-            )
-            .await;
+            sink.failed("58030", format!("the job's result could not be stored: {e:#}"))
         }
-    }
+    };
+    record(later, &job, captured).await;
 }
 
-fn failed(sqlstate: &str, error: String) -> Outcome {
-    Outcome {
-        state: JobState::Failed,
-        sqlstate: Some(sqlstate.to_owned()),
-        error: Some(error),
-        rows: 0,
-        bytes: 0,
-        chunks: 0,
-        error_in_result: false,
+/// A reusable connection for `key`, or a new one.
+async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> {
+    while let Some(mut conn) = later.conns.take(key) {
+        if conn.ready().await.is_ok() {
+            return Ok(conn);
+        }
     }
+    JobConn::open(&later.upstream, key, later.password_of(&key.owner)).await
 }
 
-async fn record(later: &Later, job: &ClaimedJob, outcome: &Outcome) {
-    match later.store.finish(job.id, job.attempt, outcome).await {
-        Ok(true) => {
-            info!(job = %job.id, owner = %job.owner, state = %outcome.state, rows = outcome.rows, "job finished");
-        }
+async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
+    let state = captured.outcome.state;
+    let rows = captured.outcome.rows;
+    let finish = Finish {
+        id: job.id,
+        attempt: job.attempt,
+        outcome: captured.outcome,
+        last_chunk: captured.last_chunk,
+    };
+    match later.finisher.submit(finish).await {
+        Ok(true) => info!(job = %job.id, owner = %job.owner, %state, rows, "job finished"),
         Ok(false) => debug!(job = %job.id, "outcome not recorded: claim was lost"),
-        Err(e) => {
-            warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot record an outcome")
-        }
+        Err(e) => warn!(job = %job.id, error = %e, "job store: cannot record an outcome"),
     }
 }
-
-/// Marks the job's outcome as unknown (its executor died after starting it).
-pub fn unknown_outcome() -> Outcome {
-    failed(
-        "40003",
-        "the job's outcome is unknown: the pglater instance running it stopped while it ran, \
-         so it may or may not have taken effect; it was not run again"
-            .to_owned(),
-    )
-}
-
-/// The id type is re-exported for the service's bookkeeping.
-pub type RunningJobs = dashmap::DashMap<JobId, (i32, bytes::Bytes)>;

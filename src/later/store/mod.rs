@@ -75,52 +75,59 @@ impl Store {
         Ok(())
     }
 
-    /// Claims the next due job for `instance`, bumping its attempt (the fencing token).
-    pub async fn claim(&self, instance: &str) -> Result<Option<ClaimedJob>> {
+    /// Claims up to `limit` due jobs for `instance`, bumping their attempt (the fencing token).
+    pub async fn claim(&self, instance: &str, limit: i64) -> Result<Vec<ClaimedJob>> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE pglater.jobs j
-                    SET state = 'running', attempt = attempt + 1, started_at = clock_timestamp(),
+                    SET state = 'running', attempt = attempt + 1, started_at = NULL,
                         instance = $1, backend_pid = NULL, backend_start = NULL
-                  WHERE id = (SELECT id FROM pglater.jobs
-                               WHERE state = 'queued' AND run_at <= now()
-                               ORDER BY run_at, id
-                               FOR UPDATE SKIP LOCKED LIMIT 1)
+                  WHERE id IN (SELECT id FROM pglater.jobs
+                                WHERE state = 'queued' AND run_at <= now()
+                                ORDER BY run_at, id
+                                FOR UPDATE SKIP LOCKED LIMIT $2)
                  RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only",
             )
             .await?;
-        let row = client.query_opt(&stmt, &[&instance]).await?;
-        Ok(row.map(|r| ClaimedJob {
-            id: JobId::from_db(r.get(0)),
-            attempt: Attempt(r.get(1)),
-            owner: r.get(2),
-            database: r.get(3),
-            script: r.get(4),
-            settings: parse_settings(r.get(5)),
-            read_only: r.get(6),
-        }))
+        let rows = client.query(&stmt, &[&instance, &limit]).await?;
+        let mut jobs: Vec<ClaimedJob> = rows
+            .iter()
+            .map(|r| ClaimedJob {
+                id: JobId::from_db(r.get(0)),
+                attempt: Attempt(r.get(1)),
+                owner: r.get(2),
+                database: r.get(3),
+                script: r.get(4),
+                settings: parse_settings(r.get(5)),
+                read_only: r.get(6),
+            })
+            .collect();
+        // RETURNING order is not the queue's order.
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
     }
 
-    /// Records the upstream backend that executes an attempt.
-    pub async fn record_backend(
-        &self,
-        id: JobId,
-        attempt: Attempt,
-        pid: i32,
-        start: &str,
-    ) -> Result<bool> {
+    /// Records the upstream backends that execute attempts; per item, false when fenced out.
+    pub async fn record_backends(&self, items: &[BackendRecord]) -> Result<Vec<bool>> {
+        let ids: Vec<i64> = items.iter().map(|b| b.id.get()).collect();
+        let attempts: Vec<i32> = items.iter().map(|b| b.attempt.0).collect();
+        let pids: Vec<i32> = items.iter().map(|b| b.pid).collect();
+        let starts: Vec<&str> = items.iter().map(|b| b.backend_start.as_str()).collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE pglater.jobs SET backend_pid = $3, backend_start = $4::text::timestamptz
-                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                "UPDATE pglater.jobs j
+                    SET backend_pid = b.pid, backend_start = b.st::timestamptz,
+                        started_at = clock_timestamp()
+                   FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[]) AS b(id, att, pid, st)
+                  WHERE j.id = b.id AND j.attempt = b.att AND j.state = 'running'
+                 RETURNING j.id",
             )
             .await?;
-        Ok(client
-            .execute(&stmt, &[&id.get(), &attempt.0, &pid, &start])
-            .await?
-            == 1)
+        let rows = client.query(&stmt, &[&ids, &attempts, &pids, &starts]).await?;
+        let done: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
 
     pub async fn put_chunk(
@@ -142,34 +149,54 @@ impl Store {
         Ok(())
     }
 
-    /// Ends an attempt; false when the attempt was fenced out (someone else owns the job now).
-    pub async fn finish(&self, id: JobId, attempt: Attempt, o: &Outcome) -> Result<bool> {
+    /// Ends attempts, storing each one's last result chunk in the same statement; per item,
+    /// false when the attempt was fenced out (someone else owns the job now).
+    pub async fn finish(&self, items: &[Finish]) -> Result<Vec<bool>> {
+        let ids: Vec<i64> = items.iter().map(|f| f.id.get()).collect();
+        let attempts: Vec<i32> = items.iter().map(|f| f.attempt.0).collect();
+        let states: Vec<&str> = items.iter().map(|f| f.outcome.state.as_str()).collect();
+        let sqlstates: Vec<Option<&str>> = items.iter().map(|f| f.outcome.sqlstate.as_deref()).collect();
+        let errors: Vec<Option<&str>> = items.iter().map(|f| f.outcome.error.as_deref()).collect();
+        let rows: Vec<i64> = items.iter().map(|f| f.outcome.rows).collect();
+        let bytes: Vec<i64> = items.iter().map(|f| f.outcome.bytes).collect();
+        let chunks: Vec<i32> = items.iter().map(|f| f.outcome.chunks).collect();
+        let in_result: Vec<bool> = items.iter().map(|f| f.outcome.error_in_result).collect();
+        let seqs: Vec<Option<i32>> = items.iter().map(|f| f.last_chunk.as_ref().map(|c| c.0)).collect();
+        let data: Vec<Option<&[u8]>> = items
+            .iter()
+            .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_slice()))
+            .collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE pglater.jobs
-                    SET state = $3, finished_at = clock_timestamp(), sqlstate = $4, error = $5,
-                        result_rows = $6, result_bytes = $7, result_chunks = $8, error_in_result = $9
-                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                "WITH o AS (
+                   SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[], $5::text[],
+                                        $6::int8[], $7::int8[], $8::int4[], $9::bool[], $10::int4[],
+                                        $11::bytea[])
+                       AS o(id, att, state, sqlstate, error, nrows, nbytes, nchunks, in_result, seq, data)),
+                 c AS (
+                   INSERT INTO pglater.result_chunks (job_id, attempt, seq, data)
+                   SELECT id, att, seq, data FROM o WHERE data IS NOT NULL)
+                 UPDATE pglater.jobs j
+                    SET state = o.state, finished_at = clock_timestamp(), sqlstate = o.sqlstate,
+                        error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
+                        result_chunks = o.nchunks, error_in_result = o.in_result
+                   FROM o
+                  WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
+                 RETURNING j.id",
             )
             .await?;
-        let n = client
-            .execute(
+        let done = client
+            .query(
                 &stmt,
                 &[
-                    &id.get(),
-                    &attempt.0,
-                    &o.state.as_str(),
-                    &o.sqlstate,
-                    &o.error,
-                    &o.rows,
-                    &o.bytes,
-                    &o.chunks,
-                    &o.error_in_result,
+                    &ids, &attempts, &states, &sqlstates, &errors, &rows, &bytes, &chunks,
+                    &in_result, &seqs, &data,
                 ],
             )
             .await?;
-        Ok(n == 1)
+        let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
+        Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
 
     /// A job as its owner (or an admin) may see it; None for unknown or not theirs.
@@ -305,6 +332,24 @@ impl Store {
         }
         Ok(n == 1)
     }
+}
+
+/// The backend running an attempt.
+#[derive(Debug, Clone)]
+pub struct BackendRecord {
+    pub id: JobId,
+    pub attempt: Attempt,
+    pub pid: i32,
+    pub backend_start: String,
+}
+
+/// The end of an attempt, with its last result chunk (seq, bytes) if any.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: JobId,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    pub last_chunk: Option<(i32, Vec<u8>)>,
 }
 
 /// One row of SHOW LATER.
