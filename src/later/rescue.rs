@@ -1,9 +1,9 @@
 //! Crash safety: jobs whose executing instance died. A job is run again only when that is
 //! provably safe; otherwise it ends failed, saying its outcome is unknown.
 
-use super::service::Later;
 use super::id::JobId;
 use super::job::{Attempt, JobState, Outcome};
+use super::service::Later;
 use super::store::Finish;
 use std::time::Duration;
 use tracing::{info, warn};

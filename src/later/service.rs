@@ -57,7 +57,12 @@ impl Later {
                 let store = store.clone();
                 Batcher::start(1, 1000, move |items: Vec<BackendRecord>| {
                     let store = store.clone();
-                    async move { store.record_backends(&items).await.map_err(|e| format!("{e:#}")) }
+                    async move {
+                        store
+                            .record_backends(&items)
+                            .await
+                            .map_err(|e| format!("{e:#}"))
+                    }
                 })
             },
             finisher: {

@@ -61,7 +61,9 @@ pub fn spawn(later: Arc<Later>) {
         });
     }
     let l = later.clone();
-    later.tasks.spawn(async move { dispatch(&l, idle, tx).await });
+    later
+        .tasks
+        .spawn(async move { dispatch(&l, idle, tx).await });
 }
 
 /// Claims as many due jobs as there are free slots, in one statement.
@@ -79,7 +81,11 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
         let notified = later.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match later.store.claim(&later.instance, permits.len() as i64).await {
+        match later
+            .store
+            .claim(&later.instance, permits.len() as i64)
+            .await
+        {
             Ok(jobs) if !jobs.is_empty() => {
                 for job in jobs {
                     let Some(permit) = permits.pop() else { break };
@@ -113,7 +119,12 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         // A re-run after a crash must not be able to write (see rescue).
         read_only: job.read_only,
     };
-    let mut sink = Sink::new(&later.store, job.id, job.attempt, later.config.max_result_bytes);
+    let mut sink = Sink::new(
+        &later.store,
+        job.id,
+        job.attempt,
+        later.config.max_result_bytes,
+    );
     let mut conn = match connection(later, &key).await {
         Ok(c) => c,
         Err(OpenError::Refused(error)) => return record(later, &job, sink.refused(&error)).await,
@@ -143,7 +154,9 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return;
         }
     }
-    later.running.insert(job.id, (conn.pid, conn.secret.clone()));
+    later
+        .running
+        .insert(job.id, (conn.pid, conn.secret.clone()));
     let result = capture::run(&mut conn, &later.upstream, &job.script, &mut sink).await;
     later.running.remove(&job.id);
     let captured = match result {

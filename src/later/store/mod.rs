@@ -125,7 +125,9 @@ impl Store {
                  RETURNING j.id",
             )
             .await?;
-        let rows = client.query(&stmt, &[&ids, &attempts, &pids, &starts]).await?;
+        let rows = client
+            .query(&stmt, &[&ids, &attempts, &pids, &starts])
+            .await?;
         let done: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
         Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
@@ -155,13 +157,19 @@ impl Store {
         let ids: Vec<i64> = items.iter().map(|f| f.id.get()).collect();
         let attempts: Vec<i32> = items.iter().map(|f| f.attempt.0).collect();
         let states: Vec<&str> = items.iter().map(|f| f.outcome.state.as_str()).collect();
-        let sqlstates: Vec<Option<&str>> = items.iter().map(|f| f.outcome.sqlstate.as_deref()).collect();
+        let sqlstates: Vec<Option<&str>> = items
+            .iter()
+            .map(|f| f.outcome.sqlstate.as_deref())
+            .collect();
         let errors: Vec<Option<&str>> = items.iter().map(|f| f.outcome.error.as_deref()).collect();
         let rows: Vec<i64> = items.iter().map(|f| f.outcome.rows).collect();
         let bytes: Vec<i64> = items.iter().map(|f| f.outcome.bytes).collect();
         let chunks: Vec<i32> = items.iter().map(|f| f.outcome.chunks).collect();
         let in_result: Vec<bool> = items.iter().map(|f| f.outcome.error_in_result).collect();
-        let seqs: Vec<Option<i32>> = items.iter().map(|f| f.last_chunk.as_ref().map(|c| c.0)).collect();
+        let seqs: Vec<Option<i32>> = items
+            .iter()
+            .map(|f| f.last_chunk.as_ref().map(|c| c.0))
+            .collect();
         let data: Vec<Option<&[u8]>> = items
             .iter()
             .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_slice()))
