@@ -44,9 +44,9 @@ pub type RunningJobs = dashmap::DashMap<JobId, (i32, bytes::Bytes)>;
 type Assignment = (ClaimedJob, OwnedSemaphorePermit);
 
 pub fn spawn(later: Arc<Later>) {
-    // Slots: jobs running here plus a short local backlog, so a worker that finishes takes its
-    // next job without waiting for a claim round trip.
-    let idle = Arc::new(Semaphore::new(later.config.workers * 2));
+    // One slot per worker: a job is claimed only when a worker here can start it at once, so
+    // a busy instance never holds jobs an idle one could run.
+    let idle = Arc::new(Semaphore::new(later.config.workers));
     let (tx, rx) = mpsc::channel::<Assignment>(later.config.workers.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     for _ in 0..later.config.workers {
@@ -66,7 +66,7 @@ pub fn spawn(later: Arc<Later>) {
         .spawn(async move { dispatch(&l, idle, tx).await });
 }
 
-/// Claims as many due jobs as there are free slots, in one statement.
+/// Claims as many due jobs as there are idle workers, in one statement.
 async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignment>) {
     loop {
         let first = tokio::select! {
