@@ -30,7 +30,7 @@
 #   RATE       LATERs per second in (c)                         [500]
 #   FETCH_ROWS rows of the result fetched in (d)                [1000000]
 #   RUNS       runs of each timing in (d)                       [3]
-#   WORKERS    pglater --workers                                [4, pglater's default]
+#   WORKERS    pglater --workers                                [16; pglater's default is 8]
 #   DRAIN_TIMEOUT  seconds to wait for a backlog to be run      [600]
 #   DURABLE=1  fsync and synchronous_commit on (see above)
 #   NO_BUILD=1 use the existing binary instead of running cargo build --release
@@ -53,7 +53,7 @@ JOBS=${JOBS:-20000}
 RATE=${RATE:-500}
 FETCH_ROWS=${FETCH_ROWS:-1000000}
 RUNS=${RUNS:-3}
-WORKERS=${WORKERS:-4}
+WORKERS=${WORKERS:-16}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 DURABLE=${DURABLE:-0}
 

@@ -279,7 +279,7 @@ impl Config {
             later: LaterConfig {
                 enabled: !cli.no_later && file.later.enabled.unwrap_or(true),
                 store_url: cli.store_url.clone().or(file.later.store_url),
-                workers: cli.workers.or(file.later.workers).unwrap_or(4),
+                workers: cli.workers.or(file.later.workers).unwrap_or(8),
                 instance_name: cli
                     .instance_name
                     .clone()

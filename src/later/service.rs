@@ -41,7 +41,9 @@ pub struct Later {
 impl Later {
     pub async fn start(config: &Config, upstream: Upstream) -> Result<Arc<Later>> {
         let pg_config = store_config(config)?;
-        let store = Store::open(pg_config.clone(), config.later.workers + 4)
+        // The default store is the upstream itself (see Store::open on what that allows).
+        let same_server = config.later.store_url.is_none();
+        let store = Store::open(pg_config.clone(), config.later.workers + 4, same_server)
             .await
             .context("job store (set later.store_url / --store-url, or run with --no-later)")?;
         let wake = Arc::new(Notify::new());

@@ -28,13 +28,24 @@ impl ConnCache {
         self.idle.lock().ok()?.get_mut(key)?.pop()
     }
 
-    fn put(&self, key: ConnKey, conn: JobConn, max_per_key: usize) {
-        if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(key).or_default();
-            if list.len() < max_per_key {
-                list.push(conn);
+    /// Keeps at most `max_idle` connections over all keys: a full cache makes room by
+    /// closing one of the key with the most idle connections.
+    fn put(&self, key: ConnKey, conn: JobConn, max_idle: usize) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let total: usize = idle.values().map(Vec::len).sum();
+        if total >= max_idle {
+            let fullest = idle
+                .iter()
+                .max_by_key(|(_, list)| list.len())
+                .map(|(k, _)| k.clone());
+            if let Some(list) = fullest.and_then(|k| idle.get_mut(&k)) {
+                list.pop();
             }
+            idle.retain(|_, list| !list.is_empty());
         }
+        idle.entry(key).or_default().push(conn);
     }
 }
 

@@ -16,24 +16,30 @@ const SHOW_COLUMNS: &str =
 
 #[derive(Clone)]
 pub struct Store {
+    /// Durable commits: submissions (a LATER is acknowledged only once it is on disk).
     pool: Pool,
+    /// The workers' bookkeeping (claims, backends, outcomes, chunks).
+    worker_pool: Pool,
     pub pg_config: tokio_postgres::Config,
 }
 
 impl Store {
-    /// Connects and migrates the schema.
-    pub async fn open(pg_config: tokio_postgres::Config, pool_size: usize) -> Result<Self> {
-        let mgr = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size)
-            .build()
-            .context("job store pool")?;
+    /// Connects and migrates the schema. `same_server`: the store lives in the server the
+    /// jobs run on. Then the workers' bookkeeping commits asynchronously: a job's own commit
+    /// flushes the WAL up to and including the earlier claim and backend records, so a crash
+    /// cannot keep a job's effects yet lose the record that it ran. A lost outcome record
+    /// makes the rescue report the outcome as unknown; nothing runs twice.
+    pub async fn open(
+        pg_config: tokio_postgres::Config,
+        pool_size: usize,
+        same_server: bool,
+    ) -> Result<Self> {
+        let pool = pool_for(pg_config.clone(), pool_size)?;
+        let mut worker_config = pg_config.clone();
+        if same_server {
+            worker_config.options("-c synchronous_commit=off");
+        }
+        let worker_pool = pool_for(worker_config, pool_size)?;
         let mut client = pool
             .get()
             .await
@@ -41,11 +47,22 @@ impl Store {
         migrations::migrate(&mut client)
             .await
             .context("cannot migrate the job store")?;
-        Ok(Self { pool, pg_config })
+        Ok(Self {
+            pool,
+            worker_pool,
+            pg_config,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.context("job store unavailable")
+    }
+
+    async fn worker_client(&self) -> Result<deadpool_postgres::Object> {
+        self.worker_pool
+            .get()
+            .await
+            .context("job store unavailable")
     }
 
     /// Inserts jobs in one statement (one commit for the batch) and wakes every instance.
@@ -77,7 +94,7 @@ impl Store {
 
     /// Claims up to `limit` due jobs for `instance`, bumping their attempt (the fencing token).
     pub async fn claim(&self, instance: &str, limit: i64) -> Result<Vec<ClaimedJob>> {
-        let client = self.client().await?;
+        let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE pglater.jobs j
@@ -114,7 +131,7 @@ impl Store {
         let attempts: Vec<i32> = items.iter().map(|b| b.attempt.0).collect();
         let pids: Vec<i32> = items.iter().map(|b| b.pid).collect();
         let starts: Vec<&str> = items.iter().map(|b| b.backend_start.as_str()).collect();
-        let client = self.client().await?;
+        let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE pglater.jobs j
@@ -139,7 +156,7 @@ impl Store {
         seq: i32,
         data: &[u8],
     ) -> Result<()> {
-        let client = self.client().await?;
+        let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "INSERT INTO pglater.result_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4)",
@@ -174,7 +191,7 @@ impl Store {
             .iter()
             .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_slice()))
             .collect();
-        let client = self.client().await?;
+        let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH o AS (
@@ -340,6 +357,20 @@ impl Store {
         }
         Ok(n == 1)
     }
+}
+
+fn pool_for(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let mgr = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .build()
+        .context("job store pool")
 }
 
 /// The backend running an attempt.
