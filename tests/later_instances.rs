@@ -320,18 +320,16 @@ async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
     let store_url = fresh_store("store_wake");
     // A's only worker is kept busy, so B has to run what is queued on A; B learns of each job
     // through NOTIFY, well before its one-second poll would find it.
-    let (a, _b) = {
-        let start = |name: &str, workers: &str| {
-            Proxy::builder(pg())
-                .auth("trust")
-                .user("postgres", None)
-                .app_users()
-                .args(&["--instance-name", name, "--workers", workers])
-                .args(&["--store-url", &store_url])
-                .start()
-        };
-        (start("wake-a", "1"), start("wake-b", "2"))
+    let start = |name: &str, workers: &str| {
+        Proxy::builder(pg())
+            .auth("trust")
+            .user("postgres", None)
+            .app_users()
+            .args(&["--instance-name", name, "--workers", workers])
+            .args(&["--store-url", &store_url])
+            .start()
     };
+    let a = start("wake-a", "1");
     let on_a = a.connect("alice", Some(ALICE_PASSWORD), "app").await;
     let store = pg().connect("postgres", None, "store_wake").await;
 
@@ -354,6 +352,8 @@ async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
         assert!(Instant::now() < deadline, "the long job never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // B starts only now: had it been idle earlier, it could rightly have taken the long job.
+    let _b = start("wake-b", "2");
 
     // 20 jobs, spaced so that they do not line up with a one-second poll.
     let mut ids = Vec::new();

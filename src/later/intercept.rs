@@ -135,14 +135,12 @@ async fn later_reply(
         .iter()
         .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned())))
         .collect();
-    let script_text = text::decode(script, asker.encoding());
     let job = NewJob {
         id: JobId::random(),
         owner: asker.user.to_owned(),
         database: asker.database.to_owned(),
         script: script.to_vec(),
         settings,
-        rerunnable: super::advice::is_read_only(&script_text),
     };
     let id = job.id;
     later.enqueuer.submit(job).await.map_err(|e| {

@@ -79,8 +79,6 @@ pub struct NewJob {
     /// The script's bytes, in the submitting session's client_encoding.
     pub script: Vec<u8>,
     pub settings: Settings,
-    /// Provably safe to run again after a crash (read-only statements only).
-    pub rerunnable: bool,
 }
 
 /// A job a worker has claimed.

@@ -1,6 +1,7 @@
 //! Crash safety: jobs whose executing instance died. A job is run again only when that is
 //! provably safe; otherwise it ends failed, saying its outcome is unknown.
 
+use super::advice;
 use super::id::JobId;
 use super::job::{Attempt, JobState, Outcome};
 use super::service::Later;
@@ -44,7 +45,7 @@ async fn rescue_once(later: &Later) -> anyhow::Result<()> {
             }
         } else if o.backend_alive {
             // Its statement may still be running: decide once the backend is gone.
-        } else if o.rerunnable {
+        } else if is_read_only(&o.script, o.script_encoding.as_deref()) {
             if later.store.requeue(o.id, o.attempt, true).await? {
                 info!(job = %o.id, "requeued an interrupted read-only job");
             }
@@ -82,4 +83,12 @@ fn unknown_outcome(id: JobId, attempt: Attempt) -> Finish {
         },
         last_chunk: None,
     }
+}
+
+/// Provably safe to run again: nothing but plain queries (and the re-run is read-only too).
+fn is_read_only(script: &[u8], encoding: Option<&str>) -> bool {
+    advice::is_read_only(&crate::wire::text::decode(
+        script,
+        encoding.unwrap_or("UTF8"),
+    ))
 }

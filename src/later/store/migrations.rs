@@ -14,7 +14,6 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         database      text NOT NULL,
         script        bytea NOT NULL,   -- as the client sent it, in its encoding
         settings      jsonb NOT NULL DEFAULT '{}',
-        rerunnable    boolean NOT NULL DEFAULT false,
         -- set when an interrupted read-only job is queued again: it re-runs read-only
         rerun_read_only boolean NOT NULL DEFAULT false,
         state         text NOT NULL CHECK (state IN

@@ -72,21 +72,20 @@ impl Store {
         let dbs: Vec<&str> = jobs.iter().map(|j| j.database.as_str()).collect();
         let scripts: Vec<&[u8]> = jobs.iter().map(|j| j.script.as_slice()).collect();
         let settings: Vec<String> = jobs.iter().map(|j| settings_json(&j.settings)).collect();
-        let rerun: Vec<bool> = jobs.iter().map(|j| j.rerunnable).collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH ins AS (
-                   INSERT INTO pglater.jobs (id, owner, database, script, settings, rerunnable, state)
-                   SELECT i, o, d, s, st::jsonb, r, 'queued'
-                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bool[])
-                        AS t(i, o, d, s, st, r)
+                   INSERT INTO pglater.jobs (id, owner, database, script, settings, state)
+                   SELECT i, o, d, s, st::jsonb, 'queued'
+                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[])
+                        AS t(i, o, d, s, st)
                    RETURNING 1)
                  SELECT pg_notify('pglater_queue', count(*)::text) FROM ins",
             )
             .await?;
         client
-            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings, &rerun])
+            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings])
             .await
             .context("cannot queue the job")?;
         Ok(())
@@ -306,7 +305,8 @@ impl Store {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT j.id, j.attempt, j.rerunnable, j.backend_pid IS NOT NULL, j.backend_start::text,
+                "SELECT j.id, j.attempt, j.script, j.backend_pid IS NOT NULL,
+                        j.settings->>'client_encoding',
                         EXISTS (SELECT 1 FROM pg_stat_activity a
                                  WHERE a.pid = j.backend_pid AND a.backend_start = j.backend_start)
                    FROM pglater.jobs j
@@ -324,7 +324,8 @@ impl Store {
             .map(|r| Orphan {
                 id: JobId::from_db(r.get(0)),
                 attempt: Attempt(r.get(1)),
-                rerunnable: r.get(2),
+                script: r.get(2),
+                script_encoding: r.get(4),
                 started: r.get(3),
                 backend_alive: r.get(5),
             })
@@ -403,7 +404,9 @@ pub struct ShowRow {
 pub struct Orphan {
     pub id: JobId,
     pub attempt: Attempt,
-    pub rerunnable: bool,
+    /// Its script and that script's encoding: whether it may run again is decided from it.
+    pub script: Vec<u8>,
+    pub script_encoding: Option<String>,
     /// Its script was sent to a backend (else nothing ran).
     pub started: bool,
     /// Its upstream backend still exists (the query may still be running).
