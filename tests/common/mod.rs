@@ -1162,3 +1162,103 @@ impl Proxy {
         self.wait_exit(limit)
     }
 }
+
+// ---------------------------------------------------------------------------
+// LATER helpers (tests/later_fidelity.rs, tests/later_security.rs)
+// ---------------------------------------------------------------------------
+
+/// How long one request of a LATER test may take before its reply is called stalled.
+pub const LATER_SOON: Duration = Duration::from_secs(20);
+/// How long a job may take to finish (queue + run) before a test gives up.
+pub const LATER_JOB_DEADLINE: Duration = Duration::from_secs(30);
+
+impl ProxyBuilder {
+    /// Give the proxy a job store of its own: database `store_<tag>` (dropped and created
+    /// here) on the test server, as role postgres. Instances sharing a store run each other's
+    /// jobs (by design), so tests whose proxies start and stop independently would otherwise
+    /// claim each other's jobs, and a proxy stopped at the end of one test would leave
+    /// another test's job with an unknown outcome.
+    pub fn own_store(self, pg: &TestPg, tag: &str) -> Self {
+        let store = format!("store_{tag}");
+        pg.admin_sql(&format!("DROP DATABASE IF EXISTS {store} WITH (FORCE)"));
+        pg.admin_sql(&format!("CREATE DATABASE {store}"));
+        self.args(&[
+            "--store-url",
+            &format!("postgres://postgres@127.0.0.1:{}/{store}", pg.port),
+        ])
+    }
+}
+
+/// `simple_query` with a deadline: a reply that never completes fails the test instead of
+/// hanging it.
+pub async fn sq(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error> {
+    tokio::time::timeout(LATER_SOON, c.simple_query(sql))
+        .await
+        .unwrap_or_else(|_| panic!("{sql:?}: no complete reply within {LATER_SOON:?}"))
+}
+
+/// The rows of a simple-query reply, as text.
+pub fn simple_rows(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server error inside a tokio-postgres error; panics if it is not one.
+pub fn db_error(e: &tokio_postgres::Error) -> &tokio_postgres::error::DbError {
+    e.as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e:?}"))
+}
+
+/// `LATER <script>`: the job id.
+pub async fn later_submit(c: &tokio_postgres::Client, script: &str) -> i64 {
+    let msgs = sq(c, &format!("LATER {script}"))
+        .await
+        .unwrap_or_else(|e| panic!("LATER {script}: {e:?}"));
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("LATER answered no row");
+    assert_eq!(row.columns()[0].name(), "job_id");
+    row.get(0).unwrap().parse().unwrap()
+}
+
+/// The state column of `SHOW LATER <id>`.
+pub async fn later_state(c: &tokio_postgres::Client, id: i64) -> String {
+    let msgs = sq(c, &format!("SHOW LATER {id}"))
+        .await
+        .unwrap_or_else(|e| panic!("SHOW LATER {id}: {e:?}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get("state").unwrap().to_string()),
+            _ => None,
+        })
+        .expect("SHOW LATER answered no row")
+}
+
+/// Poll `SHOW LATER <id>` until the job is succeeded, failed or cancelled; its state.
+pub async fn later_wait(c: &tokio_postgres::Client, id: i64) -> String {
+    let deadline = Instant::now() + LATER_JOB_DEADLINE;
+    loop {
+        let state = later_state(c, id).await;
+        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still {state} after {LATER_JOB_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
