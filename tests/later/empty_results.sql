@@ -1,0 +1,10 @@
+SELECT 1 AS one WHERE false;
+SELECT g, g::text AS t FROM generate_series(1, 0) AS g;
+CREATE TEMP TABLE empty_t (id int PRIMARY KEY, label text, payload jsonb);
+SELECT * FROM empty_t;
+TABLE empty_t;
+UPDATE empty_t SET label = 'x';
+DELETE FROM empty_t;
+SELECT count(*) AS n, max(id) AS m FROM empty_t;
+SELECT * FROM empty_t WHERE id = 1 FOR UPDATE;
+INSERT INTO empty_t SELECT g, 'x', NULL FROM generate_series(1, 0) AS g RETURNING *;

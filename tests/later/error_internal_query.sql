@@ -1,0 +1,6 @@
+SELECT 'start' AS step;
+DO $$
+BEGIN
+  PERFORM nosuchcolumn FROM (VALUES (1)) AS v(x);
+END
+$$;

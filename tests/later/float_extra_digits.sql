@@ -1,0 +1,10 @@
+SHOW extra_float_digits;
+SELECT 0.1::float8 AS tenth, 1/3::float8 AS third, 0.1::float4 AS tenth4, pi() AS pi;
+SET extra_float_digits = 0;
+SELECT 0.1::float8 AS tenth, 1/3::float8 AS third, 0.1::float4 AS tenth4, pi() AS pi, 1e308::float8 AS big;
+SET extra_float_digits = -15;
+SELECT 0.1::float8 AS tenth, 1/3::float8 AS third, 0.1::float4 AS tenth4, pi() AS pi, 1e308::float8 AS big;
+SET extra_float_digits = 3;
+SELECT 0.1::float8 AS tenth, 1/3::float8 AS third, 0.1::float4 AS tenth4, pi() AS pi, '-0'::float8 AS negzero;
+RESET extra_float_digits;
+SHOW extra_float_digits;

@@ -1,0 +1,12 @@
+PREPARE later_q(int, text) AS SELECT $1 * 2 AS doubled, $2 || '!' AS shouted;
+EXECUTE later_q(21, 'hello');
+EXECUTE later_q(NULL, NULL);
+CREATE TEMP TABLE later_prep (g int);
+PREPARE later_ins(int) AS INSERT INTO later_prep SELECT generate_series(1, $1);
+EXECUTE later_ins(3);
+EXECUTE later_ins(2);
+SELECT g, count(*) FROM later_prep GROUP BY g ORDER BY g;
+SELECT name, statement, parameter_types FROM pg_prepared_statements ORDER BY name;
+DEALLOCATE later_q;
+DEALLOCATE ALL;
+SELECT count(*) AS left_after_deallocate FROM pg_prepared_statements;

@@ -1,0 +1,10 @@
+CREATE TEMP TABLE later_tmp (id int, label text) ON COMMIT PRESERVE ROWS;
+INSERT INTO later_tmp SELECT g, 'tmp ' || g FROM generate_series(1, 5) AS g;
+SELECT * FROM later_tmp ORDER BY id DESC;
+BEGIN;
+CREATE TEMP TABLE later_tmp_drop (x int) ON COMMIT DROP;
+INSERT INTO later_tmp_drop VALUES (1), (2);
+SELECT count(*) AS in_tx FROM later_tmp_drop;
+COMMIT;
+SELECT count(*) AS tables_left FROM pg_tables WHERE tablename LIKE 'later_tmp%';
+DROP TABLE later_tmp;
