@@ -5,7 +5,8 @@
 # root) and call psql and openssl, so this installs what is missing first: Debian's
 # postgresql + postgresql-client when initdb is not found (PATH or /usr/lib/postgresql/*/bin),
 # and openssl. It puts PostgreSQL's bin directory first on PATH, then runs
-# `cargo test --all-targets`. Extra arguments go to cargo test, e.g.
+# `cargo test --all-targets --no-fail-fast` (every test binary runs even after a failure).
+# Extra arguments go to cargo test, e.g.
 #   scripts/test.sh relay            # only tests whose name contains "relay"
 #   scripts/test.sh -- --nocapture
 set -euo pipefail
@@ -22,5 +23,5 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
 
 log "PostgreSQL binaries: $PG_BINDIR ($("$PG_BINDIR/postgres" --version))"
 cd "$root"
-log "cargo test --all-targets $*"
-cargo test --all-targets "$@"
+log "cargo test --all-targets --no-fail-fast $*"
+cargo test --all-targets --no-fail-fast "$@"
