@@ -56,6 +56,7 @@ struct Shared<'a> {
     /// Transaction status of the last ReadyForQuery.
     status: AtomicU8,
     parameters: Mutex<Settings>,
+    startup_settings: &'a Settings,
 }
 
 /// Which direction ended first.
@@ -82,6 +83,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         user,
         database,
         parameters,
+        startup_settings,
         ..
     } = session;
     let shared = Shared {
@@ -92,6 +94,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         idle: Notify::new(),
         status: AtomicU8::new(b'I'),
         parameters: Mutex::new(parameters),
+        startup_settings: &startup_settings,
     };
     match (client, upstream) {
         // The common case: plain TCP both ways, split without locking.
@@ -299,6 +302,7 @@ async fn answer(
         user: shared.user,
         database: shared.database,
         parameters: &parameters,
+        startup_settings: shared.startup_settings,
         status: shared.status.load(Ordering::Acquire),
     };
     intercept::handle(later, &asker, cmd, injector).await

@@ -30,6 +30,8 @@ pub struct Established {
     pub backend: BackendKey,
     /// ParameterStatus values the server reported, in order.
     pub parameters: Vec<(String, String)>,
+    /// The client's startup parameters that are session settings (not user, database...).
+    pub startup_settings: Vec<(String, String)>,
 }
 
 /// The upstream backend's identity and the key the client was given for it.
@@ -122,6 +124,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
         return None;
     };
     let database = startup.database().to_owned();
+    let startup_settings = startup.settings();
 
     // Protocol options only the server can answer come back before authentication.
     let mut early = None;
@@ -244,6 +247,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
                 proxy_secret: Bytes::new(),
             },
             parameters,
+            startup_settings,
         });
     };
     Some(Established {
@@ -253,6 +257,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
         database,
         backend,
         parameters,
+        startup_settings,
     })
 }
 

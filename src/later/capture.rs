@@ -50,14 +50,17 @@ impl<'a> Sink<'a> {
         }
     }
 
-    async fn push(&mut self, data: &[u8]) -> anyhow::Result<()> {
-        if self.exceeded {
-            return Ok(());
-        }
-        if self.bytes as u64 + data.len() as u64 > self.max_bytes {
+    /// Whether a whole message of `len` bytes still fits under the limit. Once one does not,
+    /// nothing more is kept: a result is cut at a message boundary, never inside a message.
+    fn admit(&mut self, len: usize) -> bool {
+        if !self.exceeded && self.bytes as u64 + len as u64 > self.max_bytes {
             self.exceeded = true;
-            return Ok(());
         }
+        !self.exceeded
+    }
+
+    /// Appends bytes of an admitted message.
+    async fn push(&mut self, data: &[u8]) -> anyhow::Result<()> {
         self.bytes += data.len() as i64;
         let mut data = data;
         while !data.is_empty() {
@@ -145,8 +148,8 @@ pub struct Captured {
 /// What the server's reply stream is in the middle of.
 enum Current {
     Header,
-    /// Forwarding a message's body: bytes still to come.
-    Keep(usize),
+    /// A message's body being stored (or, past the size limit, dropped): bytes still to come.
+    Keep(usize, bool),
     /// Collecting a small message to look at: its tag, and bytes still to come.
     Hold(u8, usize),
 }
@@ -204,11 +207,12 @@ pub async fn run(
                     }
                     let body = len as usize - 4;
                     if kept(tag) {
-                        if tag == b'D' {
-                            rows += 1;
+                        let store = sink.admit(len as usize + 1);
+                        if store {
+                            rows += i64::from(tag == b'D');
+                            sink.push(&header).await.map_err(CaptureError::Store)?;
                         }
-                        sink.push(&header).await.map_err(CaptureError::Store)?;
-                        current = Current::Keep(body);
+                        current = Current::Keep(body, store);
                     } else {
                         if body > MAX_HELD_MESSAGE {
                             return Err(CaptureError::Protocol("oversized control message"));
@@ -218,11 +222,13 @@ pub async fn run(
                         current = Current::Hold(tag, body);
                     }
                 }
-                Current::Keep(rest) => {
+                Current::Keep(rest, store) => {
                     let take = rest.min(p.len());
-                    sink.push(&p[..take]).await.map_err(CaptureError::Store)?;
+                    if store {
+                        sink.push(&p[..take]).await.map_err(CaptureError::Store)?;
+                    }
                     p = &p[take..];
-                    current = Current::Keep(rest - take);
+                    current = Current::Keep(rest - take, store);
                 }
                 Current::Hold(tag, rest) => {
                     let take = rest.min(p.len());
@@ -233,7 +239,7 @@ pub async fn run(
             }
             // A message just ended?
             match current {
-                Current::Keep(0) => current = Current::Header,
+                Current::Keep(0, _) => current = Current::Header,
                 Current::Hold(tag, 0) => {
                     current = Current::Header;
                     match tag {
@@ -253,7 +259,9 @@ pub async fn run(
                             }
                             let mut out = BytesMut::new();
                             relocate_position(&fields, script).encode(b'E', &mut out);
-                            sink.push(&out).await.map_err(CaptureError::Store)?;
+                            if sink.admit(out.len()) {
+                                sink.push(&out).await.map_err(CaptureError::Store)?;
+                            }
                         }
                         b'G' | b'W' => {
                             // No client to supply COPY FROM STDIN data: refuse it the way a

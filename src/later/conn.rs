@@ -92,7 +92,9 @@ impl JobConn {
         };
         conn.backend_start = conn
             .query_value(
-                "SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                // In UTC and ISO form whatever the session's TimeZone and DateStyle.
+                "SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
+                   FROM pg_stat_activity WHERE pid = pg_backend_pid()",
             )
             .await?
             .ok_or_else(|| OpenError::Failed("backend_start not visible".into()))?;

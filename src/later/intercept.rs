@@ -52,6 +52,8 @@ pub struct Asker<'a> {
     pub database: &'a str,
     /// ParameterStatus values as the server last reported them.
     pub parameters: &'a Settings,
+    /// The session settings of the client's startup packet (`options` included).
+    pub startup_settings: &'a Settings,
     /// The session's transaction status from its last ReadyForQuery.
     pub status: u8,
 }
@@ -131,10 +133,22 @@ async fn later_reply(
             ),
         ));
     }
-    let settings: Settings = CARRIED_SETTINGS
-        .iter()
-        .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned())))
-        .collect();
+    // The client's startup settings, then what the server reports now (a later SET of a
+    // reported setting wins: startup parameters apply in order).
+    // Setting names are case-insensitive: one entry per setting, the later source winning.
+    let mut settings: Settings = Vec::new();
+    let sources = asker.startup_settings.iter().cloned().chain(
+        CARRIED_SETTINGS
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned()))),
+    );
+    for (name, value) in sources {
+        let name = name.to_ascii_lowercase();
+        match settings.iter_mut().find(|(k, _)| *k == name) {
+            Some(entry) => entry.1 = value,
+            None => settings.push((name, value)),
+        }
+    }
     let job = NewJob {
         id: JobId::random(),
         owner: asker.user.to_owned(),
@@ -270,6 +284,7 @@ pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<()
         user: "",
         database: "",
         parameters: &Vec::new(),
+        startup_settings: &Vec::new(),
         status,
     };
     let mut b = error_bytes(e, &asker);

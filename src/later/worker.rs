@@ -160,9 +160,13 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return later.conns.put(key, conn, later.config.workers);
         }
         Err(e) => {
-            // Not recorded: not run. The rescue requeues it once this instance is gone.
+            // Not recorded, so not run: it ends failed, saying so (requeueing it could spin on
+            // a persistent failure). If even that cannot be stored, the rescue decides later.
             warn!(job = %job.id, error = %e, "job store: cannot record the backend");
-            return;
+            later.conns.put(key, conn, later.config.workers);
+            let why =
+                format!("the job store could not record the job's start, so it was not run: {e}");
+            return record(later, &job, sink.failed("58030", why)).await;
         }
     }
     later

@@ -51,6 +51,17 @@ impl StartupMessage {
             .or(self.user())
             .unwrap_or("")
     }
+    /// The parameters that set up the session (`options`, GUCs such as `search_path`), as
+    /// opposed to those that pick it (user, database, replication, protocol options).
+    pub fn settings(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
+            .filter(|(k, _)| !k.starts_with("_pq_."))
+            .cloned()
+            .collect()
+    }
+
     /// True when the client asks for anything beyond plain protocol 3.0, which only the
     /// upstream server can answer (with NegotiateProtocolVersion or by accepting it).
     pub fn needs_negotiation(&self) -> bool {
