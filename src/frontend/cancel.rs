@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// An upstream backend as PostgreSQL identifies it for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,6 +13,8 @@ pub struct BackendPid(pub i32);
 struct Keys {
     proxy_secret: Bytes,
     upstream_secret: Bytes,
+    /// Wakes what the proxy itself is doing for the session (FETCH LATER ... WAIT).
+    interrupt: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -20,19 +24,21 @@ pub struct CancelKeys {
 
 impl CancelKeys {
     /// Records a session's upstream key; returns the secret to give the client, as long as
-    /// the upstream's (4 bytes in protocol 3.0, up to 256 in 3.2).
-    pub fn register(&self, pid: BackendPid, upstream_secret: Bytes) -> Bytes {
+    /// the upstream's (4 bytes in protocol 3.0, up to 256 in 3.2), and the session's interrupt.
+    pub fn register(&self, pid: BackendPid, upstream_secret: Bytes) -> (Bytes, Arc<Notify>) {
         let mut secret = vec![0u8; upstream_secret.len()];
         rand::fill(&mut secret[..]);
         let secret = Bytes::from(secret);
+        let interrupt = Arc::new(Notify::new());
         self.by_pid.insert(
             pid,
             Keys {
                 proxy_secret: secret.clone(),
                 upstream_secret,
+                interrupt: interrupt.clone(),
             },
         );
-        secret
+        (secret, interrupt)
     }
 
     /// Forgets a session's key, unless a newer session already reuses the pid.
@@ -41,10 +47,15 @@ impl CancelKeys {
             .remove_if(&pid, |_, k| k.proxy_secret == proxy_secret);
     }
 
-    /// The upstream secret for a client's CancelRequest, if its secret is right.
-    pub fn upstream_secret(&self, pid: BackendPid, client_secret: &[u8]) -> Option<Bytes> {
+    /// A client's CancelRequest: if its secret is right, interrupts what the proxy does for
+    /// that session and returns the upstream secret, to cancel what the server does.
+    pub fn cancel(&self, pid: BackendPid, client_secret: &[u8]) -> Option<Bytes> {
         let keys = self.by_pid.get(&pid)?;
-        constant_time_eq(&keys.proxy_secret, client_secret).then(|| keys.upstream_secret.clone())
+        if !constant_time_eq(&keys.proxy_secret, client_secret) {
+            return None;
+        }
+        keys.interrupt.notify_waiters();
+        Some(keys.upstream_secret.clone())
     }
 }
 
@@ -60,12 +71,12 @@ mod tests {
     fn only_the_right_secret_maps() {
         let keys = CancelKeys::default();
         let up = Bytes::from_static(&[1, 2, 3, 4]);
-        let mine = keys.register(BackendPid(42), up.clone());
+        let (mine, _) = keys.register(BackendPid(42), up.clone());
         assert_eq!(mine.len(), 4);
-        assert_eq!(keys.upstream_secret(BackendPid(42), &mine), Some(up));
-        assert_eq!(keys.upstream_secret(BackendPid(42), &[9, 9, 9, 9]), None);
-        assert_eq!(keys.upstream_secret(BackendPid(43), &mine), None);
+        assert_eq!(keys.cancel(BackendPid(42), &mine), Some(up));
+        assert_eq!(keys.cancel(BackendPid(42), &[9, 9, 9, 9]), None);
+        assert_eq!(keys.cancel(BackendPid(43), &mine), None);
         keys.unregister(BackendPid(42), &mine);
-        assert_eq!(keys.upstream_secret(BackendPid(42), &mine), None);
+        assert_eq!(keys.cancel(BackendPid(42), &mine), None);
     }
 }

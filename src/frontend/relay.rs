@@ -57,6 +57,8 @@ struct Shared<'a> {
     status: AtomicU8,
     parameters: Mutex<Settings>,
     startup_settings: &'a Settings,
+    /// Notified by the client's CancelRequest.
+    interrupt: &'a Notify,
 }
 
 /// Which direction ended first.
@@ -84,6 +86,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         database,
         parameters,
         startup_settings,
+        backend,
         ..
     } = session;
     let shared = Shared {
@@ -95,6 +98,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         status: AtomicU8::new(b'I'),
         parameters: Mutex::new(parameters),
         startup_settings: &startup_settings,
+        interrupt: &backend.interrupt,
     };
     match (client, upstream) {
         // The common case: plain TCP both ways, split without locking.
@@ -304,6 +308,7 @@ async fn answer(
         parameters: &parameters,
         startup_settings: shared.startup_settings,
         status: shared.status.load(Ordering::Acquire),
+        interrupt: shared.interrupt,
     };
     intercept::handle(later, &asker, cmd, injector).await
 }

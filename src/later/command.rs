@@ -7,14 +7,23 @@
 
 use super::id::JobId;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command<'a> {
     /// `LATER <script>`: the script's text, as sent.
     Later(&'a [u8]),
     /// `LATER` with nothing after it.
     LaterEmpty,
-    Fetch(JobId),
+    /// `FETCH LATER <id> [WAIT [<seconds>]]`.
+    Fetch(JobId, Option<Wait>),
     Show(Option<JobId>),
+}
+
+/// How long `FETCH LATER ... WAIT` may wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wait {
+    /// `WAIT` alone: until the job ends or the client cancels.
+    Unbounded,
+    UpTo(std::time::Duration),
 }
 
 /// What a (possibly partial) statement prefix can turn out to be.
@@ -62,7 +71,16 @@ pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
     if let Some(after) = keyword(rest, b"fetch") {
         let after = keyword(skip_blank(after)?, b"later")?;
         let (id, tail) = job_id(skip_blank(after)?)?;
-        return end(tail).then_some(Command::Fetch(id));
+        if end(tail) {
+            return Some(Command::Fetch(id, None));
+        }
+        let after_wait = keyword(skip_blank(tail)?, b"wait")?;
+        let rest = skip_blank(after_wait)?;
+        if end(rest) {
+            return Some(Command::Fetch(id, Some(Wait::Unbounded)));
+        }
+        let (secs, tail) = seconds(rest)?;
+        return end(tail).then_some(Command::Fetch(id, Some(Wait::UpTo(secs))));
     }
     if let Some(after) = keyword(rest, b"show") {
         let after = keyword(skip_blank(after)?, b"later")?;
@@ -110,6 +128,31 @@ fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
     }
     let text = std::str::from_utf8(&s[..digits]).ok()?;
     Some((JobId::parse(text)?, rest))
+}
+
+/// A non-negative decimal number of seconds (`5`, `0.5`), optionally quoted.
+fn seconds(s: &[u8]) -> Option<(std::time::Duration, &[u8])> {
+    let (s, quote) = match s.first() {
+        Some(b'\'') => (&s[1..], true),
+        _ => (s, false),
+    };
+    let n = s
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .count();
+    let value: f64 = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+    let mut rest = &s[n..];
+    if quote {
+        rest = rest.strip_prefix(b"'")?;
+    }
+    if rest
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        return None;
+    }
+    let duration = std::time::Duration::try_from_secs_f64(value).ok()?;
+    Some((duration, rest))
 }
 
 /// Nothing but blanks, comments and semicolons left.
@@ -183,13 +226,42 @@ mod tests {
             Some(Command::Later(b"select 1"))
         );
         assert_eq!(parse(b"LATER ;"), Some(Command::LaterEmpty));
-        assert_eq!(parse(b"fetch LATER 42;"), Some(Command::Fetch(id(42))));
+        assert_eq!(
+            parse(b"fetch LATER 42;"),
+            Some(Command::Fetch(id(42), None))
+        );
         assert_eq!(
             parse(b"FETCH later 42 -- x\n"),
-            Some(Command::Fetch(id(42)))
+            Some(Command::Fetch(id(42), None))
         );
         assert_eq!(parse(b"show later"), Some(Command::Show(None)));
         assert_eq!(parse(b"SHOW LATER 7 ;"), Some(Command::Show(Some(id(7)))));
+    }
+
+    #[test]
+    fn parses_wait() {
+        use std::time::Duration;
+        assert_eq!(
+            parse(b"FETCH LATER 42 WAIT"),
+            Some(Command::Fetch(id(42), Some(Wait::Unbounded)))
+        );
+        assert_eq!(
+            parse(b"fetch later 42 wait 10;"),
+            Some(Command::Fetch(
+                id(42),
+                Some(Wait::UpTo(Duration::from_secs(10)))
+            ))
+        );
+        assert_eq!(
+            parse(b"FETCH LATER 42 WAIT '0.5'"),
+            Some(Command::Fetch(
+                id(42),
+                Some(Wait::UpTo(Duration::from_millis(500)))
+            ))
+        );
+        assert_eq!(parse(b"FETCH LATER 42 WAIT x"), None);
+        assert_eq!(parse(b"FETCH LATER 42 WAITING"), None);
+        assert_eq!(parse(b"FETCH LATER 42 WAIT 1 2"), None);
     }
 
     #[test]

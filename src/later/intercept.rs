@@ -2,14 +2,16 @@
 //! through the session's downstream direction (`Injector`) so they are ordered with, and
 //! never cut into, the server's own messages.
 
-use super::command::Command;
+use super::command::{Command, Wait};
 use super::id::JobId;
-use super::job::{CARRIED_SETTINGS, NewJob, Settings};
+use super::job::{CARRIED_SETTINGS, JobStatus, NewJob, Settings};
 use super::service::Later;
 use crate::wire::reply::{self, Column, ProxyError};
 use crate::wire::text;
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::response::TransactionStatus;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the upstream-to-client direction is asked to write.
@@ -56,6 +58,8 @@ pub struct Asker<'a> {
     pub startup_settings: &'a Settings,
     /// The session's transaction status from its last ReadyForQuery.
     pub status: u8,
+    /// Notified when the client sends a CancelRequest for this session.
+    pub interrupt: &'a Notify,
 }
 
 impl Asker<'_> {
@@ -100,7 +104,7 @@ pub async fn handle(
         )),
         Command::Later(script) => later_reply(later, asker, script).await,
         Command::Show(id) => show_reply(later, asker, id).await,
-        Command::Fetch(id) => return fetch(later, asker, id, out).await,
+        Command::Fetch(id, wait) => return fetch(later, asker, id, wait, out).await,
     };
     let mut b = match reply {
         Ok(b) => b,
@@ -237,23 +241,80 @@ async fn show_reply(
     Ok(b)
 }
 
-async fn fetch(later: &Later, asker: &Asker<'_>, id: JobId, out: &Injector) -> Result<(), Gone> {
+/// Outcome of waiting for a job to end.
+enum Waited {
+    Ended(JobStatus),
+    Unfinished(JobStatus),
+    Error(ProxyError),
+}
+
+/// The job's status once it has ended, or once `wait` is over. No upstream connection is
+/// held meanwhile: the wait is on the store's notifications (and a slow re-check).
+async fn await_end(later: &Later, asker: &Asker<'_>, id: JobId, wait: Option<Wait>) -> Waited {
+    const RECHECK: Duration = Duration::from_secs(1);
     let admin = later.is_admin(asker.user);
-    let status = match later.store.status(id, asker.user, admin).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return finish_with_error(out, asker, &no_such_job(id)).await,
-        Err(e) => return finish_with_error(out, asker, &store_error(&e)).await,
+    let deadline = match wait {
+        Some(Wait::UpTo(d)) => Some(Instant::now() + d),
+        _ => None,
     };
-    if !status.state.is_terminal() {
-        let e = ProxyError::error(
-            "55000",
-            format!("job {id} is not finished: it is {}", status.state),
-        )
-        .with_hint(format!(
-            "Use FETCH LATER {id} WAIT to wait for it, or SHOW LATER {id} to follow it."
-        ));
-        return finish_with_error(out, asker, &e).await;
-    }
+    let watch = later.watch(id);
+    let result = loop {
+        let ended = watch.notified();
+        let interrupted = asker.interrupt.notified();
+        tokio::pin!(ended, interrupted);
+        ended.as_mut().enable();
+        interrupted.as_mut().enable();
+        let status = match later.store.status(id, asker.user, admin).await {
+            Ok(Some(s)) => s,
+            Ok(None) => break Waited::Error(no_such_job(id)),
+            Err(e) => break Waited::Error(store_error(&e)),
+        };
+        if status.state.is_terminal() {
+            break Waited::Ended(status);
+        }
+        let now = Instant::now();
+        let left = match (wait, deadline) {
+            (None, _) => break Waited::Unfinished(status),
+            (_, Some(d)) if d <= now => break Waited::Unfinished(status),
+            (_, Some(d)) => (d - now).min(RECHECK),
+            (_, None) => RECHECK,
+        };
+        tokio::select! {
+            _ = ended => {}
+            _ = tokio::time::sleep(left) => {}
+            _ = interrupted => {
+                break Waited::Error(ProxyError::error(
+                    "57014",
+                    "canceling statement due to user request",
+                ));
+            }
+        }
+    };
+    later.unwatch(id, watch);
+    result
+}
+
+async fn fetch(
+    later: &Later,
+    asker: &Asker<'_>,
+    id: JobId,
+    wait: Option<Wait>,
+    out: &Injector,
+) -> Result<(), Gone> {
+    let status = match await_end(later, asker, id, wait).await {
+        Waited::Ended(s) => s,
+        Waited::Error(e) => return finish_with_error(out, asker, &e).await,
+        Waited::Unfinished(s) => {
+            let e = ProxyError::error(
+                "55000",
+                format!("job {id} is not finished: it is {}", s.state),
+            )
+            .with_hint(format!(
+                "Use FETCH LATER {id} WAIT to wait for it, or SHOW LATER {id} to follow it."
+            ));
+            return finish_with_error(out, asker, &e).await;
+        }
+    };
     if status.error_in_result {
         for seq in 0..status.chunks {
             match later.store.chunk(id, status.attempt, seq).await {
@@ -286,6 +347,7 @@ pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<()
         parameters: &Vec::new(),
         startup_settings: &Vec::new(),
         status,
+        interrupt: &Notify::new(),
     };
     let mut b = error_bytes(e, &asker);
     b.extend_from_slice(&asker.ready());

@@ -1,5 +1,6 @@
 //! Learning of jobs queued by other instances: LISTEN on the store, plus the workers' slow poll.
 
+use super::id::JobId;
 use super::service::Later;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -11,12 +12,19 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
                 let wake = later.wake.clone();
+                let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<JobId>();
                 // The connection delivers notifications as it is polled.
                 let mut reader = tokio::spawn(async move {
                     let mut messages =
                         futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
+                            Ok(AsyncMessage::Notification(n)) if n.channel() == "pglater_done" => {
+                                let id = n.payload().split(' ').next().and_then(JobId::parse);
+                                if let Some(id) = id {
+                                    let _ = done_tx.send(id);
+                                }
+                            }
                             Ok(AsyncMessage::Notification(_)) => wake.notify_waiters(),
                             Ok(_) => {}
                             Err(e) => {
@@ -26,12 +34,18 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                         }
                     }
                 });
-                if let Err(e) = client.batch_execute("LISTEN pglater_queue").await {
-                    warn!(error = %e, "LISTEN pglater_queue failed");
+                if let Err(e) = client
+                    .batch_execute("LISTEN pglater_queue; LISTEN pglater_done")
+                    .await
+                {
+                    warn!(error = %e, "LISTEN on the job store failed");
                 }
-                tokio::select! {
-                    _ = &mut reader => {}
-                    _ = later.stopping.cancelled() => { reader.abort(); return; }
+                loop {
+                    tokio::select! {
+                        _ = &mut reader => break,
+                        Some(id) = done_rx.recv() => later.job_done(id),
+                        _ = later.stopping.cancelled() => { reader.abort(); return; }
+                    }
                 }
             }
             Err(e) => warn!(error = %e, "job store: cannot connect the listener"),

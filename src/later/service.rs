@@ -1,6 +1,7 @@
 //! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
 
 use super::batch::Batcher;
+use super::id::JobId;
 use super::job::NewJob;
 use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
@@ -32,6 +33,8 @@ pub struct Later {
     /// Jobs running here: their backend's pid and cancel secret.
     pub running: RunningJobs,
     pub conns: ConnCache,
+    /// Sessions waiting for a job to end (FETCH LATER ... WAIT), by job.
+    watchers: dashmap::DashMap<JobId, Arc<Notify>>,
     passwords: HashMap<String, String>,
     /// Stop claiming jobs.
     pub stopping: CancellationToken,
@@ -81,6 +84,7 @@ impl Later {
             incarnation,
             running: RunningJobs::default(),
             conns: ConnCache::default(),
+            watchers: dashmap::DashMap::new(),
             passwords: config
                 .users
                 .iter()
@@ -106,6 +110,26 @@ impl Later {
 
     pub fn password_of(&self, user: &str) -> Option<&str> {
         self.passwords.get(user).map(String::as_str)
+    }
+
+    /// What to wait on for job `id` to end. Register (`enable`) the wait before checking the
+    /// job's state, so an end in between is not missed.
+    pub fn watch(&self, id: JobId) -> Arc<Notify> {
+        self.watchers.entry(id).or_default().clone()
+    }
+
+    /// Forgets the watch of a waiter that is done with it.
+    pub fn unwatch(&self, id: JobId, watch: Arc<Notify>) {
+        drop(watch);
+        self.watchers
+            .remove_if(&id, |_, n| Arc::strong_count(n) == 1);
+    }
+
+    /// Job `id` reached a terminal state (here, or on another instance: see `listen`).
+    pub fn job_done(&self, id: JobId) {
+        if let Some(n) = self.watchers.get(&id) {
+            n.notify_waiters();
+        }
     }
 
     pub fn is_admin(&self, user: &str) -> bool {

@@ -216,7 +216,10 @@ async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
         last_chunk: captured.last_chunk,
     };
     match later.finisher.submit(finish).await {
-        Ok(true) => info!(job = %job.id, owner = %job.owner, %state, rows, "job finished"),
+        Ok(true) => {
+            info!(job = %job.id, owner = %job.owner, %state, rows, "job finished");
+            later.job_done(job.id);
+        }
         Ok(false) => debug!(job = %job.id, "outcome not recorded: claim was lost"),
         Err(e) => warn!(job = %job.id, error = %e, "job store: cannot record an outcome"),
     }

@@ -200,14 +200,17 @@ impl Store {
                        AS o(id, att, state, sqlstate, error, nrows, nbytes, nchunks, in_result, seq, data)),
                  c AS (
                    INSERT INTO pglater.result_chunks (job_id, attempt, seq, data)
-                   SELECT id, att, seq, data FROM o WHERE data IS NOT NULL)
-                 UPDATE pglater.jobs j
-                    SET state = o.state, finished_at = clock_timestamp(), sqlstate = o.sqlstate,
-                        error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
-                        result_chunks = o.nchunks, error_in_result = o.in_result
-                   FROM o
-                  WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
-                 RETURNING j.id",
+                   SELECT id, att, seq, data FROM o WHERE data IS NOT NULL),
+                 u AS (
+                   UPDATE pglater.jobs j
+                      SET state = o.state, finished_at = clock_timestamp(), sqlstate = o.sqlstate,
+                          error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
+                          result_chunks = o.nchunks, error_in_result = o.in_result
+                     FROM o
+                    WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
+                   RETURNING j.id, j.state)
+                 -- Every instance learns of the end (waiters, notifications).
+                 SELECT id, pg_notify('pglater_done', id || ' ' || state) FROM u",
             )
             .await?;
         let done = client
