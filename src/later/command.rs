@@ -16,6 +16,7 @@ pub enum Command<'a> {
     /// `FETCH LATER <id> [WAIT [<seconds>]]`.
     Fetch(JobId, Option<Wait>),
     Show(Option<JobId>),
+    Cancel(JobId),
 }
 
 /// How long `FETCH LATER ... WAIT` may wait.
@@ -45,7 +46,7 @@ pub fn classify_prefix(sql: &[u8]) -> Prefix {
         let n = rest.len().min(word.len());
         rest[..n].eq_ignore_ascii_case(&word[..n])
     };
-    if could_be(b"later") || could_be(b"fetch") || could_be(b"show") {
+    if could_be(b"later") || could_be(b"fetch") || could_be(b"show") || could_be(b"cancel") {
         Prefix::Maybe
     } else {
         Prefix::Ordinary
@@ -81,6 +82,11 @@ pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
         }
         let (secs, tail) = seconds(rest)?;
         return end(tail).then_some(Command::Fetch(id, Some(Wait::UpTo(secs))));
+    }
+    if let Some(after) = keyword(rest, b"cancel") {
+        let after = keyword(skip_blank(after)?, b"later")?;
+        let (id, tail) = job_id(skip_blank(after)?)?;
+        return end(tail).then_some(Command::Cancel(id));
     }
     if let Some(after) = keyword(rest, b"show") {
         let after = keyword(skip_blank(after)?, b"later")?;
@@ -236,6 +242,7 @@ mod tests {
         );
         assert_eq!(parse(b"show later"), Some(Command::Show(None)));
         assert_eq!(parse(b"SHOW LATER 7 ;"), Some(Command::Show(Some(id(7)))));
+        assert_eq!(parse(b"cancel later 7"), Some(Command::Cancel(id(7))));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::command::{Command, Wait};
 use super::id::JobId;
-use super::job::{CARRIED_SETTINGS, JobStatus, NewJob, Settings};
+use super::job::{CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
 use super::service::Later;
 use crate::wire::reply::{self, Column, ProxyError};
 use crate::wire::text;
@@ -104,6 +104,7 @@ pub async fn handle(
         )),
         Command::Later(script) => later_reply(later, asker, script).await,
         Command::Show(id) => show_reply(later, asker, id).await,
+        Command::Cancel(id) => cancel_reply(later, asker, id).await,
         Command::Fetch(id, wait) => return fetch(later, asker, id, wait, out).await,
     };
     let mut b = match reply {
@@ -177,6 +178,47 @@ async fn later_reply(
         }],
     );
     reply::data_row(&mut b, &[Some(&id.to_string())]);
+    reply::command_complete(&mut b, "SELECT 1");
+    Ok(b)
+}
+
+async fn cancel_reply(later: &Later, asker: &Asker<'_>, id: JobId) -> Result<BytesMut, ProxyError> {
+    let admin = later.is_admin(asker.user);
+    let (was, now) = later
+        .store
+        .cancel(id, asker.user, admin)
+        .await
+        .map_err(|e| store_error(&e))?
+        .ok_or_else(|| no_such_job(id))?;
+    let state = match (was, now) {
+        (_, s) if was.is_terminal() => {
+            return Err(ProxyError::error(
+                "55000",
+                format!("job {id} has already ended: it is {s}"),
+            ));
+        }
+        (JobState::Running, _) => {
+            // Here or on the instance running it (told through the store).
+            later.cancel_job(id).await;
+            "cancelling"
+        }
+        (_, s) => s.as_str(),
+    };
+    let mut b = BytesMut::with_capacity(96);
+    reply::row_description(
+        &mut b,
+        &[
+            Column {
+                name: "job_id",
+                type_oid: reply::INT8,
+            },
+            Column {
+                name: "state",
+                type_oid: reply::TEXT,
+            },
+        ],
+    );
+    reply::data_row(&mut b, &[Some(&id.to_string()), Some(state)]);
     reply::command_complete(&mut b, "SELECT 1");
     Ok(b)
 }

@@ -13,6 +13,7 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
             Ok((client, mut connection)) => {
                 let wake = later.wake.clone();
                 let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<JobId>();
+                let (cancel_tx, mut cancel_rx) = tokio::sync::mpsc::unbounded_channel::<JobId>();
                 // The connection delivers notifications as it is polled.
                 let mut reader = tokio::spawn(async move {
                     let mut messages =
@@ -25,6 +26,13 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                                     let _ = done_tx.send(id);
                                 }
                             }
+                            Ok(AsyncMessage::Notification(n))
+                                if n.channel() == "pglater_cancel" =>
+                            {
+                                if let Some(id) = JobId::parse(n.payload()) {
+                                    let _ = cancel_tx.send(id);
+                                }
+                            }
                             Ok(AsyncMessage::Notification(_)) => wake.notify_waiters(),
                             Ok(_) => {}
                             Err(e) => {
@@ -35,7 +43,9 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     }
                 });
                 if let Err(e) = client
-                    .batch_execute("LISTEN pglater_queue; LISTEN pglater_done")
+                    .batch_execute(
+                        "LISTEN pglater_queue; LISTEN pglater_done; LISTEN pglater_cancel",
+                    )
                     .await
                 {
                     warn!(error = %e, "LISTEN on the job store failed");
@@ -44,6 +54,7 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     tokio::select! {
                         _ = &mut reader => break,
                         Some(id) = done_rx.recv() => later.job_done(id),
+                        Some(id) = cancel_rx.recv() => later.cancel_job(id).await,
                         _ = later.stopping.cancelled() => { reader.abort(); return; }
                     }
                 }

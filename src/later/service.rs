@@ -155,6 +155,15 @@ impl Later {
         }
     }
 
+    /// Cancels the statement of job `id` if it runs here (CANCEL LATER, possibly from
+    /// another instance).
+    pub async fn cancel_job(&self, id: JobId) {
+        let target = self.running.get(&id).map(|e| e.value().clone());
+        if let Some((pid, secret)) = target {
+            let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
+        }
+    }
+
     /// Cancels the upstream statements of every job running here.
     pub async fn cancel_running(&self) {
         let targets: Vec<(i32, bytes::Bytes)> =

@@ -144,6 +144,10 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return record(later, &job, sink.failed("08006", why)).await;
         }
     };
+    // Known as running here before it is recorded, so a CANCEL LATER cannot slip between.
+    later
+        .running
+        .insert(job.id, (conn.pid, conn.secret.clone()));
     let started = later
         .recorder
         .submit(BackendRecord {
@@ -153,6 +157,9 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             backend_start: conn.backend_start.clone(),
         })
         .await;
+    if !matches!(started, Ok(true)) {
+        later.running.remove(&job.id);
+    }
     match started {
         Ok(true) => {}
         Ok(false) => {
@@ -169,9 +176,6 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return record(later, &job, sink.failed("58030", why)).await;
         }
     }
-    later
-        .running
-        .insert(job.id, (conn.pid, conn.secret.clone()));
     let result = capture::run(&mut conn, &later.upstream, &job.script, &mut sink).await;
     later.running.remove(&job.id);
     let captured = match result {

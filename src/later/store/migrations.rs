@@ -32,7 +32,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         result_bytes  bigint NOT NULL DEFAULT 0,
         result_chunks integer NOT NULL DEFAULT 0,
         -- false: the error is the proxy's own and is not among the stored messages
-        error_in_result boolean NOT NULL DEFAULT true
+        error_in_result boolean NOT NULL DEFAULT true,
+        -- CANCEL LATER of a running job: its statement's cancellation ends it as cancelled
+        cancel_requested boolean NOT NULL DEFAULT false
     );
     -- The queue: only queued rows, in pickup order; stays small.
     CREATE INDEX jobs_queue ON pglater.jobs (run_at, id) WHERE state = 'queued';

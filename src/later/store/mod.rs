@@ -203,7 +203,9 @@ impl Store {
                    SELECT id, att, seq, data FROM o WHERE data IS NOT NULL),
                  u AS (
                    UPDATE pglater.jobs j
-                      SET state = o.state, finished_at = clock_timestamp(), sqlstate = o.sqlstate,
+                      SET state = CASE WHEN j.cancel_requested AND o.state = 'failed'
+                                       THEN 'cancelled' ELSE o.state END,
+                          finished_at = clock_timestamp(), sqlstate = o.sqlstate,
                           error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
                           result_chunks = o.nchunks, error_in_result = o.in_result
                      FROM o
@@ -224,6 +226,46 @@ impl Store {
             .await?;
         let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
         Ok(ids.iter().map(|id| done.contains(id)).collect())
+    }
+
+    /// CANCEL LATER: a queued job ends cancelled at once; a running one is flagged and every
+    /// instance is told, so the one running it cancels its statement. Returns the state before
+    /// and after, or None for an unknown job or someone else's.
+    pub async fn cancel(
+        &self,
+        id: JobId,
+        user: &str,
+        admin: bool,
+    ) -> Result<Option<(JobState, JobState)>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH old AS (
+                   SELECT id, state FROM pglater.jobs
+                    WHERE id = $1 AND (owner = $2 OR $3) FOR UPDATE),
+                 upd AS (
+                   UPDATE pglater.jobs j
+                      SET state = CASE WHEN old.state IN ('queued', 'scheduled')
+                                       THEN 'cancelled' ELSE j.state END,
+                          finished_at = CASE WHEN old.state IN ('queued', 'scheduled')
+                                             THEN clock_timestamp() ELSE j.finished_at END,
+                          sqlstate = CASE WHEN old.state IN ('queued', 'scheduled')
+                                          THEN '57014' ELSE j.sqlstate END,
+                          error = CASE WHEN old.state IN ('queued', 'scheduled')
+                                       THEN 'job cancelled before it ran' ELSE j.error END,
+                          error_in_result = CASE WHEN old.state IN ('queued', 'scheduled')
+                                                 THEN false ELSE j.error_in_result END,
+                          cancel_requested = j.cancel_requested OR old.state = 'running'
+                     FROM old WHERE j.id = old.id
+                   RETURNING j.id, old.state AS was, j.state AS now)
+                 SELECT was, now,
+                        pg_notify('pglater_cancel', id::text)::text,
+                        pg_notify('pglater_done', id || ' ' || now)::text
+                   FROM upd",
+            )
+            .await?;
+        let row = client.query_opt(&stmt, &[&id.get(), &user, &admin]).await?;
+        Ok(row.and_then(|r| Some((JobState::parse(r.get(0))?, JobState::parse(r.get(1))?))))
     }
 
     /// A job as its owner (or an admin) may see it; None for unknown or not theirs.
