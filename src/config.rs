@@ -84,6 +84,9 @@ pub struct Cli {
     /// Name of this instance in the job store (stable across restarts).
     #[arg(long, env = "PGLATER_INSTANCE_NAME")]
     pub instance_name: Option<String>,
+    /// Seconds ended jobs and their results are kept (default one day).
+    #[arg(long, env = "PGLATER_RETENTION_SECS")]
+    pub retention_secs: Option<f64>,
     /// Relay only: no LATER commands, no job store.
     #[arg(long, env = "PGLATER_NO_LATER")]
     pub no_later: bool,
@@ -123,6 +126,7 @@ struct FileLater {
     instance_name: Option<String>,
     max_result_bytes: Option<u64>,
     max_script_bytes: Option<usize>,
+    retention_secs: Option<f64>,
     admins: Option<Vec<String>>,
 }
 
@@ -135,6 +139,8 @@ pub struct LaterConfig {
     pub instance_name: String,
     pub max_result_bytes: u64,
     pub max_script_bytes: usize,
+    /// How long ended jobs and their results are kept.
+    pub retention: Duration,
     /// Users who see and may cancel every user's jobs.
     pub admins: Vec<String>,
 }
@@ -149,6 +155,7 @@ impl std::fmt::Debug for LaterConfig {
             .field("instance_name", &self.instance_name)
             .field("max_result_bytes", &self.max_result_bytes)
             .field("max_script_bytes", &self.max_script_bytes)
+            .field("retention", &self.retention)
             .field("admins", &self.admins)
             .finish()
     }
@@ -287,6 +294,12 @@ impl Config {
                     .unwrap_or_else(|| default_instance_name(cli.listen.as_deref())),
                 max_result_bytes: file.later.max_result_bytes.unwrap_or(8 << 30),
                 max_script_bytes: file.later.max_script_bytes.unwrap_or(1 << 20),
+                retention: Duration::from_secs_f64(
+                    cli.retention_secs
+                        .or(file.later.retention_secs)
+                        .unwrap_or(86_400.0)
+                        .max(0.0),
+                ),
                 admins: file.later.admins.unwrap_or_default(),
             },
             users: file.users,

@@ -9,14 +9,22 @@ use super::id::JobId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command<'a> {
-    /// `LATER <script>`: the script's text, as sent.
-    Later(&'a [u8]),
+    /// `LATER [AT '<timestamptz>' | IN '<interval>'] <script>`: the script's text, as sent.
+    Later(&'a [u8], Option<When>),
     /// `LATER` with nothing after it.
     LaterEmpty,
     /// `FETCH LATER <id> [WAIT [<seconds>]]`.
     Fetch(JobId, Option<Wait>),
     Show(Option<JobId>),
     Cancel(JobId),
+}
+
+/// When a scheduled job may start: the literal as written, read by PostgreSQL in the
+/// submitting session's TimeZone and DateStyle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    At(String),
+    In(String),
 }
 
 /// How long `FETCH LATER ... WAIT` may wait.
@@ -63,11 +71,25 @@ pub fn is_later_prefix(sql: &[u8]) -> bool {
 pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
     let rest = skip_blank(sql)?;
     if let Some(after) = keyword(rest, b"later") {
-        let script = skip_blank(after)?;
+        let mut script = skip_blank(after)?;
+        let mut when = None;
+        // No SQL statement starts with AT or IN followed by a string literal.
+        for (word, make) in [
+            (&b"at"[..], When::At as fn(String) -> When),
+            (b"in", When::In),
+        ] {
+            if let Some(lit) = keyword(script, word).and_then(skip_blank)
+                && let Some((value, rest)) = string_literal(lit)
+            {
+                when = Some(make(value));
+                script = skip_blank(rest)?;
+                break;
+            }
+        }
         if script.is_empty() || trim_semicolons(script).is_empty() {
             return Some(Command::LaterEmpty);
         }
-        return Some(Command::Later(script));
+        return Some(Command::Later(script, when));
     }
     if let Some(after) = keyword(rest, b"fetch") {
         let after = keyword(skip_blank(after)?, b"later")?;
@@ -134,6 +156,24 @@ fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
     }
     let text = std::str::from_utf8(&s[..digits]).ok()?;
     Some((JobId::parse(text)?, rest))
+}
+
+/// A standard string literal `'...'` ('' for a quote); its value and what follows.
+fn string_literal(s: &[u8]) -> Option<(String, &[u8])> {
+    let mut rest = s.strip_prefix(b"'")?;
+    let mut value = Vec::new();
+    loop {
+        let q = rest.iter().position(|&c| c == b'\'')?;
+        value.extend_from_slice(&rest[..q]);
+        rest = &rest[q + 1..];
+        match rest.strip_prefix(b"'") {
+            Some(r) => {
+                value.push(b'\'');
+                rest = r;
+            }
+            None => return Some((String::from_utf8(value).ok()?, rest)),
+        }
+    }
 }
 
 /// A non-negative decimal number of seconds (`5`, `0.5`), optionally quoted.
@@ -221,15 +261,15 @@ mod tests {
     fn recognises_the_exact_forms() {
         assert_eq!(
             parse(b"LATER select 1; select 2"),
-            Some(Command::Later(b"select 1; select 2"))
+            Some(Command::Later(b"select 1; select 2", None))
         );
         assert_eq!(
             parse(b"  -- c\n /* a /* nested */ b */ later\tselect 1"),
-            Some(Command::Later(b"select 1"))
+            Some(Command::Later(b"select 1", None))
         );
         assert_eq!(
             parse(b"later/**/select 1"),
-            Some(Command::Later(b"select 1"))
+            Some(Command::Later(b"select 1", None))
         );
         assert_eq!(parse(b"LATER ;"), Some(Command::LaterEmpty));
         assert_eq!(
@@ -243,6 +283,30 @@ mod tests {
         assert_eq!(parse(b"show later"), Some(Command::Show(None)));
         assert_eq!(parse(b"SHOW LATER 7 ;"), Some(Command::Show(Some(id(7)))));
         assert_eq!(parse(b"cancel later 7"), Some(Command::Cancel(id(7))));
+    }
+
+    #[test]
+    fn parses_schedules() {
+        assert_eq!(
+            parse(b"LATER AT '2030-01-01 10:00+02' SELECT 1"),
+            Some(Command::Later(
+                b"SELECT 1",
+                Some(When::At("2030-01-01 10:00+02".into()))
+            ))
+        );
+        assert_eq!(
+            parse(b"later in '5 minutes' insert into t values ('x''y')"),
+            Some(Command::Later(
+                b"insert into t values ('x''y')",
+                Some(When::In("5 minutes".into()))
+            ))
+        );
+        assert_eq!(parse(b"LATER IN 'it''s'"), Some(Command::LaterEmpty));
+        // Not a literal: part of the script.
+        assert_eq!(
+            parse(b"LATER atable"),
+            Some(Command::Later(b"atable", None))
+        );
     }
 
     #[test]

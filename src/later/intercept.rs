@@ -2,10 +2,11 @@
 //! through the session's downstream direction (`Injector`) so they are ordered with, and
 //! never cut into, the server's own messages.
 
-use super::command::{Command, Wait};
+use super::command::{Command, Wait, When};
 use super::id::JobId;
 use super::job::{CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
 use super::service::Later;
+use super::store::ResolveError;
 use crate::wire::reply::{self, Column, ProxyError};
 use crate::wire::text;
 use bytes::{Bytes, BytesMut};
@@ -102,7 +103,7 @@ pub async fn handle(
             "42601",
             "syntax error: LATER needs a statement to run",
         )),
-        Command::Later(script) => later_reply(later, asker, script).await,
+        Command::Later(script, when) => later_reply(later, asker, script, when).await,
         Command::Show(id) => show_reply(later, asker, id).await,
         Command::Cancel(id) => cancel_reply(later, asker, id).await,
         Command::Fetch(id, wait) => return fetch(later, asker, id, wait, out).await,
@@ -127,6 +128,7 @@ async fn later_reply(
     later: &Later,
     asker: &Asker<'_>,
     script: &[u8],
+    when: Option<When>,
 ) -> Result<BytesMut, ProxyError> {
     if script.len() > later.config.max_script_bytes {
         return Err(ProxyError::error(
@@ -154,12 +156,28 @@ async fn later_reply(
             None => settings.push((name, value)),
         }
     }
+    let run_at = match &when {
+        None => None,
+        Some(w) => Some(
+            later
+                .store
+                .resolve_time(w, &settings)
+                .await
+                .map_err(|e| match e {
+                    ResolveError::Invalid { code, message } => {
+                        ProxyError::error(invalid_time_code(&code), message)
+                    }
+                    ResolveError::Store(e) => store_error(&e),
+                })?,
+        ),
+    };
     let job = NewJob {
         id: JobId::random(),
         owner: asker.user.to_owned(),
         database: asker.database.to_owned(),
         script: script.to_vec(),
         settings,
+        run_at,
     };
     let id = job.id;
     later.enqueuer.submit(job).await.map_err(|e| {
@@ -223,6 +241,18 @@ async fn cancel_reply(later: &Later, asker: &Asker<'_>, id: JobId) -> Result<Byt
     Ok(b)
 }
 
+/// SQLSTATEs PostgreSQL gives for a bad timestamp or interval (ProxyError codes are static).
+fn invalid_time_code(code: &str) -> &'static str {
+    match code {
+        "22008" => "22008",
+        "22P02" => "22P02",
+        "22023" => "22023",
+        "22015" => "22015",
+        "0A000" => "0A000",
+        _ => "22007",
+    }
+}
+
 fn no_such_job(id: JobId) -> ProxyError {
     ProxyError::error("42704", format!("job {id} does not exist"))
 }
@@ -241,7 +271,7 @@ async fn show_reply(
     if let (Some(id), true) = (id, rows.is_empty()) {
         return Err(no_such_job(id));
     }
-    const COLUMNS: [(&str, u32); 10] = [
+    const COLUMNS: [(&str, u32); 11] = [
         ("job_id", reply::INT8),
         ("state", reply::TEXT),
         ("submitted", reply::TIMESTAMPTZ),
@@ -252,6 +282,7 @@ async fn show_reply(
         ("sqlstate", reply::TEXT),
         ("error", reply::TEXT),
         ("script", reply::TEXT),
+        ("run_at", reply::TIMESTAMPTZ),
     ];
     let mut b = BytesMut::with_capacity(256);
     let columns: Vec<Column> = COLUMNS
@@ -276,6 +307,7 @@ async fn show_reply(
             .take(60)
             .collect();
         values.push(Some(text::encode(&preview, enc)));
+        values.push(row.run_at.as_deref().map(|s| text::encode(s, enc)));
         let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
         reply::data_row_bytes(&mut b, &refs);
     }

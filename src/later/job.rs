@@ -79,6 +79,8 @@ pub struct NewJob {
     /// The script's bytes, in the submitting session's client_encoding.
     pub script: Vec<u8>,
     pub settings: Settings,
+    /// No start before this time (ISO 8601, UTC); None: at once.
+    pub run_at: Option<String>,
 }
 
 /// A job a worker has claimed.

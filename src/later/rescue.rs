@@ -25,6 +25,15 @@ pub async fn run(later: &Later) {
         if let Err(e) = rescue_once(later).await {
             warn!(error = %format!("{e:#}"), "job store: rescue failed");
         }
+        match later
+            .store
+            .expire(later.config.retention.as_secs_f64())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(jobs = n, "removed ended jobs past their retention"),
+            Err(e) => warn!(error = %format!("{e:#}"), "job store: retention failed"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = later.stopping.cancelled() => return,

@@ -36,8 +36,11 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         -- CANCEL LATER of a running job: its statement's cancellation ends it as cancelled
         cancel_requested boolean NOT NULL DEFAULT false
     );
-    -- The queue: only queued rows, in pickup order; stays small.
-    CREATE INDEX jobs_queue ON pglater.jobs (run_at, id) WHERE state = 'queued';
+    -- The queue: only waiting rows, in pickup order; stays small.
+    CREATE INDEX jobs_queue ON pglater.jobs (run_at, id) WHERE state IN ('queued', 'scheduled');
+    -- Retention removes ended jobs oldest first.
+    CREATE INDEX jobs_ended ON pglater.jobs (finished_at)
+        WHERE state IN ('succeeded', 'failed', 'cancelled');
     CREATE INDEX jobs_running ON pglater.jobs (instance) WHERE state = 'running';
     CREATE INDEX jobs_owner ON pglater.jobs (owner, submitted_at DESC);
     -- Results apart from the queue: the server's reply messages, in chunks.

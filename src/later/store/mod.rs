@@ -2,6 +2,7 @@
 
 pub mod migrations;
 
+use super::command::When;
 use super::id::JobId;
 use super::job::{Attempt, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings};
 use anyhow::{Context, Result};
@@ -12,7 +13,7 @@ use tokio_postgres::NoTls;
 const SHOW_COLUMNS: &str =
     "id::text, state, submitted_at::text, started_at::text, finished_at::text,
      (finished_at - started_at)::text, result_rows::text, sqlstate, error,
-     script, settings->>'client_encoding'";
+     script, settings->>'client_encoding', run_at::text";
 
 #[derive(Clone)]
 pub struct Store {
@@ -72,20 +73,22 @@ impl Store {
         let dbs: Vec<&str> = jobs.iter().map(|j| j.database.as_str()).collect();
         let scripts: Vec<&[u8]> = jobs.iter().map(|j| j.script.as_slice()).collect();
         let settings: Vec<String> = jobs.iter().map(|j| settings_json(&j.settings)).collect();
+        let run_at: Vec<Option<&str>> = jobs.iter().map(|j| j.run_at.as_deref()).collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH ins AS (
-                   INSERT INTO pglater.jobs (id, owner, database, script, settings, state)
-                   SELECT i, o, d, s, st::jsonb, 'queued'
-                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[])
-                        AS t(i, o, d, s, st)
+                   INSERT INTO pglater.jobs (id, owner, database, script, settings, run_at, state)
+                   SELECT i, o, d, s, st::jsonb, coalesce(r::timestamptz, clock_timestamp()),
+                          CASE WHEN r::timestamptz > clock_timestamp() THEN 'scheduled' ELSE 'queued' END
+                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[])
+                        AS t(i, o, d, s, st, r)
                    RETURNING 1)
                  SELECT pg_notify('pglater_queue', count(*)::text) FROM ins",
             )
             .await?;
         client
-            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings])
+            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings, &run_at])
             .await
             .context("cannot queue the job")?;
         Ok(())
@@ -100,7 +103,7 @@ impl Store {
                     SET state = 'running', attempt = attempt + 1, started_at = NULL,
                         instance = $1, backend_pid = NULL, backend_start = NULL
                   WHERE id IN (SELECT id FROM pglater.jobs
-                                WHERE state = 'queued' AND run_at <= now()
+                                WHERE state IN ('queued', 'scheduled') AND run_at <= now()
                                 ORDER BY run_at, id
                                 FOR UPDATE SKIP LOCKED LIMIT $2)
                  RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only",
@@ -228,6 +231,59 @@ impl Store {
         Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
 
+    /// When a scheduled job may start, as ISO 8601 UTC text: `when` read the way the
+    /// submitting session would read it (its TimeZone, DateStyle, IntervalStyle). A value
+    /// PostgreSQL refuses gives its own error (22007, 22008, ...).
+    pub async fn resolve_time(
+        &self,
+        when: &When,
+        settings: &Settings,
+    ) -> std::result::Result<String, ResolveError> {
+        let mut client = self.client().await.map_err(ResolveError::Store)?;
+        let tx = client.transaction().await?;
+        for (name, value) in settings {
+            if matches!(name.as_str(), "timezone" | "datestyle" | "intervalstyle") {
+                tx.execute("SELECT set_config($1, $2, true)", &[name, value])
+                    .await?;
+            }
+        }
+        let (sql, literal) = match when {
+            When::At(t) => ("$1::text::timestamptz", t),
+            When::In(i) => ("clock_timestamp() + $1::text::interval", i),
+        };
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT to_char(({sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+                ),
+                &[literal],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Removes jobs that ended more than `retention_secs` ago, with their results, a batch
+    /// at a time (so the queue is never held up). Returns how many went.
+    pub async fn expire(&self, retention_secs: f64) -> Result<u64> {
+        let client = self.worker_client().await?;
+        let row = client
+            .query_one(
+                "WITH gone AS (
+                   DELETE FROM pglater.jobs WHERE id IN (
+                     SELECT id FROM pglater.jobs
+                      WHERE state IN ('succeeded', 'failed', 'cancelled')
+                        AND finished_at < clock_timestamp() - make_interval(secs => $1)
+                      ORDER BY finished_at LIMIT 10000)
+                   RETURNING id),
+                 chunks AS (
+                   DELETE FROM pglater.result_chunks WHERE job_id IN (SELECT id FROM gone))
+                 SELECT count(*) FROM gone",
+                &[&retention_secs],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     /// CANCEL LATER: a queued job ends cancelled at once; a running one is flagged and every
     /// instance is told, so the one running it cancels its statement. Returns the state before
     /// and after, or None for an unknown job or someone else's.
@@ -322,6 +378,7 @@ impl Store {
                 text: (0..9).map(|i| r.get::<_, Option<String>>(i)).collect(),
                 script: r.get(9),
                 script_encoding: r.get(10),
+                run_at: r.get(11),
             })
             .collect())
     }
@@ -437,11 +494,35 @@ pub struct Finish {
     pub last_chunk: Option<(i32, Vec<u8>)>,
 }
 
+/// Why a schedule could not be read.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// PostgreSQL refused the value: its SQLSTATE and message.
+    Invalid {
+        code: String,
+        message: String,
+    },
+    Store(anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for ResolveError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => ResolveError::Invalid {
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+            None => ResolveError::Store(e.into()),
+        }
+    }
+}
+
 /// One row of SHOW LATER.
 pub struct ShowRow {
     pub text: Vec<Option<String>>,
     pub script: Vec<u8>,
     pub script_encoding: Option<String>,
+    pub run_at: Option<String>,
 }
 
 /// A running job whose executor died.
