@@ -16,7 +16,7 @@ use crate::wire::frame::{FrameScanner, MAX_MESSAGE_LEN};
 use crate::wire::reply::ProxyError;
 use bytes::{Buf, BytesMut};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
@@ -53,6 +53,8 @@ struct Shared<'a> {
     outstanding: AtomicU32,
     /// Signalled when `outstanding` drops to zero.
     idle: Notify,
+    /// Someone waits on `idle`: only then is it signalled (a Notify costs a lock).
+    idle_wanted: AtomicBool,
     /// Transaction status of the last ReadyForQuery.
     status: AtomicU8,
     parameters: Mutex<Settings>,
@@ -95,6 +97,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         database: &database,
         outstanding: AtomicU32::new(0),
         idle: Notify::new(),
+        idle_wanted: AtomicBool::new(false),
         status: AtomicU8::new(b'I'),
         parameters: Mutex::new(parameters),
         startup_settings: &startup_settings,
@@ -331,15 +334,19 @@ async fn refuse_oversized(
 }
 
 async fn wait_idle(shared: &Shared<'_>) {
+    // SeqCst on both sides (here and where ReadyForQuery is counted): either the counter
+    // already reads zero here, or the other side sees the flag and signals.
+    shared.idle_wanted.store(true, Ordering::SeqCst);
     loop {
         let notified = shared.idle.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if shared.outstanding.load(Ordering::Acquire) == 0 {
-            return;
+        if shared.outstanding.load(Ordering::SeqCst) == 0 {
+            break;
         }
         notified.await;
     }
+    shared.idle_wanted.store(false, Ordering::SeqCst);
 }
 
 /// Bookkeeping of the client-bound stream.
@@ -442,8 +449,8 @@ fn track(shared: &Shared<'_>, down: &mut Downstream, data: &[u8]) -> bool {
                 let before =
                     shared
                         .outstanding
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-                if before == Ok(1) {
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if before == Ok(1) && shared.idle_wanted.load(Ordering::SeqCst) {
                     shared.idle.notify_waiters();
                 }
             }

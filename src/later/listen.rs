@@ -21,9 +21,12 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(AsyncMessage::Notification(n)) if n.channel() == "pglater_done" => {
-                                let id = n.payload().split(' ').next().and_then(JobId::parse);
-                                if let Some(id) = id {
-                                    let _ = done_tx.send(id);
+                                // "<id> <state>[,<id> <state>...]"
+                                for ended in n.payload().split(',') {
+                                    if let Some(id) = ended.split(' ').next().and_then(JobId::parse)
+                                    {
+                                        let _ = done_tx.send(id);
+                                    }
                                 }
                             }
                             Ok(AsyncMessage::Notification(n))

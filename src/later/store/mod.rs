@@ -214,8 +214,7 @@ impl Store {
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
                    RETURNING j.id, j.state)
-                 -- Every instance learns of the end (waiters, notifications).
-                 SELECT id, pg_notify('pglater_done', id || ' ' || state) FROM u",
+                 SELECT id, state FROM u",
             )
             .await?;
         let done = client
@@ -227,6 +226,25 @@ impl Store {
                 ],
             )
             .await?;
+        // Every instance learns of the ends (waiters): one notification per batch, not per
+        // job, each payload under PostgreSQL's 8000-byte limit.
+        let ended: Vec<String> = done
+            .iter()
+            .map(|r| format!("{} {}", r.get::<_, i64>(0), r.get::<_, &str>(1)))
+            .collect();
+        let mut payload = String::new();
+        for (i, e) in ended.iter().enumerate() {
+            if !payload.is_empty() {
+                payload.push(',');
+            }
+            payload.push_str(e);
+            if payload.len() > 7000 || i + 1 == ended.len() {
+                client
+                    .execute("SELECT pg_notify('pglater_done', $1)", &[&payload])
+                    .await?;
+                payload.clear();
+            }
+        }
         let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
         Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
