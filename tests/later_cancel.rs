@@ -8,11 +8,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn proxy(tag: &str, workers: &str) -> Proxy {
-    let pg = pg();
-    Proxy::builder(pg)
-        .auth("scram")
-        .app_users()
-        .own_store(pg, tag)
+    ProxyBuilder::scram_own_store(tag)
         .args(&["--workers", workers])
         .start()
 }
@@ -127,26 +123,7 @@ async fn only_the_owner_may_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_the_instance_running_the_job() {
-    let pg = pg();
-    pg.admin_sql("DROP DATABASE IF EXISTS store_cancel_two WITH (FORCE)");
-    pg.admin_sql("CREATE DATABASE store_cancel_two");
-    let store = format!("postgres://postgres@127.0.0.1:{}/store_cancel_two", pg.port);
-    let start = |name: &str, workers: &str| {
-        Proxy::builder(pg)
-            .auth("scram")
-            .app_users()
-            .args(&[
-                "--store-url",
-                &store,
-                "--instance-name",
-                name,
-                "--workers",
-                workers,
-            ])
-            .start()
-    };
-    let a = start("cancel-a", "1");
-    let b = start("cancel-b", "0");
+    let (a, b) = ProxyBuilder::scram_pair("store_cancel_two", ("cancel-a", "1"), ("cancel-b", "0"));
     let on_a = alice(&a).await;
     let on_b = alice(&b).await;
     let id = later_submit(&on_a, "SELECT pg_sleep(60)").await;

@@ -30,13 +30,10 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a job may take to finish (queue + run) before the test gives up.
 const JOB_DEADLINE: Duration = LATER_JOB_DEADLINE;
-/// How long one psql run may take before it is killed (a stalled relay must fail, not hang).
-const PSQL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn later_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/later")
@@ -47,22 +44,7 @@ fn later_dir() -> PathBuf {
 // ---------------------------------------------------------------------------
 
 /// Everything one psql run produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Run {
-    status: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-impl Run {
-    fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-}
+type Run = PsqlRun;
 
 /// Where and as whom psql connects, and with what environment.
 #[derive(Debug, Clone)]
@@ -85,42 +67,18 @@ impl Client {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let out_path = self.scratch.join(format!("run{n}.stdout"));
         let err_path = self.scratch.join(format!("run{n}.stderr"));
-        let mut cmd = Command::new("psql");
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", "/nonexistent")
-            .env("LC_ALL", "C")
-            .env("PGCONNECT_TIMEOUT", "10");
-        if let Some(p) = &self.password {
-            cmd.env("PGPASSWORD", p);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.args(["-X", "-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(["-U", &self.user, "-d", &self.db]);
+        let mut cmd = psql_command(
+            self.port,
+            &self.user,
+            self.password.as_deref(),
+            &self.db,
+            &self.env,
+        );
         for a in args {
             cmd.arg(OsString::from_vec(a.to_vec()));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&out_path).unwrap())
-            .stderr(fs::File::create(&err_path).unwrap())
-            .spawn()
-            .expect("spawn psql");
-        let deadline = Instant::now() + PSQL_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("psql {args:?} did not finish within {PSQL_TIMEOUT:?}; killed");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = run_with_timeout(&mut cmd, &out_path, &err_path, PSQL_TIMEOUT)
+            .unwrap_or_else(|e| panic!("psql {args:?}: {e}"));
         let run = Run {
             status,
             stdout: fs::read(&out_path).unwrap(),
@@ -205,15 +163,6 @@ impl Client {
     }
 }
 
-/// Drop and recreate `db` (owned by alice) so every run starts from the same state.
-fn fresh_database(db: &str) {
-    let pg = pg();
-    pg.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
-    pg.admin_sql(&format!(
-        "CREATE DATABASE {db} OWNER alice TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
-    ));
-}
-
 /// A trust-auth proxy (users postgres, alice, bob) whose job store is a database of its own.
 ///
 /// Instances sharing a store run each other's jobs (that is the design); tests start and stop
@@ -221,67 +170,12 @@ fn fresh_database(db: &str) {
 /// job and die with it (its outcome then unknown), or run it under another test's limits.
 fn start_proxy(tag: &str, customize: impl FnOnce(ProxyBuilder) -> ProxyBuilder) -> Proxy {
     let pg = pg();
-    let builder = Proxy::builder(pg)
-        .auth("trust")
-        .user("postgres", None)
-        .app_users()
-        .own_store(pg, tag);
-    customize(builder).start()
+    customize(ProxyBuilder::trust(pg).own_store(pg, tag)).start()
 }
 
 // ---------------------------------------------------------------------------
 // comparing runs
 // ---------------------------------------------------------------------------
-
-/// `diff -u` of two byte strings (lossy text), truncated for assertion messages.
-fn diff(label_a: &str, a: &[u8], label_b: &str, b: &[u8], scratch: &Path) -> String {
-    let pa = scratch.join(format!("{label_a}.diff-input"));
-    let pb = scratch.join(format!("{label_b}.diff-input"));
-    fs::write(&pa, a).unwrap();
-    fs::write(&pb, b).unwrap();
-    let out = Command::new("diff")
-        .args(["-u", "-a", "--label", label_a, "--label", label_b])
-        .arg(&pa)
-        .arg(&pb)
-        .output()
-        .expect("spawn diff");
-    let _ = fs::remove_file(&pa);
-    let _ = fs::remove_file(&pb);
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.len() > 12_000 {
-        let mut cut = 12_000;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("\n... (diff truncated)\n");
-    }
-    text
-}
-
-/// Human-readable differences between two runs; empty when identical.
-fn differences(a_name: &str, a: &Run, b_name: &str, b: &Run, scratch: &Path) -> String {
-    let mut report = String::new();
-    if a.status != b.status {
-        report.push_str(&format!(
-            "exit status: {a_name} {:?}, {b_name} {:?}\n",
-            a.status, b.status
-        ));
-    }
-    if a.stdout != b.stdout {
-        report.push_str(&format!(
-            "stdout differs:\n{}\n",
-            diff(a_name, &a.stdout, b_name, &b.stdout, scratch)
-        ));
-    }
-    if a.stderr != b.stderr {
-        report.push_str(&format!(
-            "stderr differs:\n{}\n",
-            diff(a_name, &a.stderr, b_name, &b.stderr, scratch)
-        ));
-    }
-    report
-}
 
 /// What psql prints for an error whose position is internal (p) with the job's script as
 /// internal query (q), given what it printed for the direct run's statement position (P):
@@ -310,14 +204,6 @@ fn find_from(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|i| i + from)
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 /// How the job's output must relate to the direct run's.
@@ -356,7 +242,7 @@ fn check_script(name: &str, env: &[(&str, &str)], expect: Expect) -> (Run, Run) 
         )
     };
 
-    fresh_database(&db);
+    pg().fresh_database(&db);
     let direct = client.run(&script);
     // The script must do what it is meant to: a script that breaks early would compare two
     // identical, useless outputs.
@@ -377,7 +263,7 @@ fn check_script(name: &str, env: &[(&str, &str)], expect: Expect) -> (Run, Run) 
         );
     }
 
-    fresh_database(&db);
+    pg().fresh_database(&db);
     let id = client.submit(&script);
     let state = client.wait(id);
     let fetched = client.fetch(id);
@@ -405,12 +291,13 @@ fn check_script(name: &str, env: &[(&str, &str)], expect: Expect) -> (Run, Run) 
             }
         }
     };
-    let report = differences("expected", &expected, "fetched", &fetched, scratch.path());
+    let report = run_differences("expected", &expected, "fetched", &fetched, scratch.path());
     if !report.is_empty() {
         // Tell a non-deterministic script from a proxy bug.
-        fresh_database(&db);
+        pg().fresh_database(&db);
         let again = client.run(&script);
-        let nondeterminism = differences("direct", &direct, "direct-again", &again, scratch.path());
+        let nondeterminism =
+            run_differences("direct", &direct, "direct-again", &again, scratch.path());
         assert!(
             nondeterminism.is_empty(),
             "{name}.sql is not deterministic (two direct runs differ; fix the script):\n{nondeterminism}"
@@ -656,7 +543,7 @@ fn alice_via(proxy: &Proxy, db: &str, scratch: &TempDir) -> Client {
 /// the proxy must print the same bytes.
 fn same_as_direct(tag: &str, commands: &[&str]) {
     let db = format!("later_{tag}");
-    fresh_database(&db);
+    pg().fresh_database(&db);
     let proxy = start_proxy(tag, |b| b);
     let scratch = TempDir::new(&format!("later-{tag}"));
     let via = alice_via(&proxy, &db, &scratch);
@@ -671,7 +558,7 @@ fn same_as_direct(tag: &str, commands: &[&str]) {
         .collect();
     let d = direct.psql(&args);
     let v = via.psql(&args);
-    let report = differences("direct", &d, "pglater", &v, scratch.path());
+    let report = run_differences("direct", &d, "pglater", &v, scratch.path());
     assert!(
         report.is_empty(),
         "{commands:?} through pglater differs from PostgreSQL:\n{report}\npglater stderr (tail):\n{}",
@@ -724,7 +611,7 @@ async fn alice(proxy: &Proxy, db: &str) -> PgConn {
 #[test]
 fn later_inside_rolled_back_transaction_still_runs() {
     let db = "later_rollback";
-    fresh_database(db);
+    pg().fresh_database(db);
     let proxy = start_proxy("rollback", |b| b);
     let scratch = TempDir::new("later-rollback");
     let alice = alice_via(&proxy, db, &scratch);

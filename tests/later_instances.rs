@@ -19,10 +19,7 @@ const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled"];
 /// arguments for both (e.g. `--store-url`).
 fn two_instances(names: (&str, &str), extra: &[&str]) -> (Proxy, Proxy) {
     let start = |name: &str| {
-        Proxy::builder(pg())
-            .auth("trust")
-            .user("postgres", None)
-            .app_users()
+        ProxyBuilder::trust(pg())
             .args(&["--instance-name", name])
             .args(extra)
             .start()
@@ -30,27 +27,11 @@ fn two_instances(names: (&str, &str), extra: &[&str]) -> (Proxy, Proxy) {
     (start(names.0), start(names.1))
 }
 
-/// `postgres://postgres@127.0.0.1:<port>/<db>` for a fresh database on the test server.
-fn fresh_store(db: &str) -> String {
-    pg().admin_sql(&format!("CREATE DATABASE {db}"));
-    format!("postgres://postgres@127.0.0.1:{}/{db}", pg().port)
-}
-
 /// `LATER <script>` over the simple protocol; the job id.
 async fn later(c: &Client, script: &str) -> i64 {
-    let msgs = c
-        .simple_query(&format!("LATER {script}"))
-        .await
-        .unwrap_or_else(|e| panic!("LATER {script}: {e:?}"));
-    let row = msgs
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("LATER {script}: no row in the reply"));
+    let row = later_reply_row(c, script).await;
     assert_eq!(row.columns()[0].name(), "job_id");
-    row.get(0).unwrap().parse().expect("job_id is an int8")
+    reply_job_id(&row)
 }
 
 /// SHOW LATER [id] rows as column name -> value maps.
@@ -173,7 +154,7 @@ async fn job_queued_on_one_instance_is_shown_and_fetched_on_another() {
 async fn a_thousand_jobs_over_two_instances_each_run_exactly_once() {
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 125;
-    let store_url = fresh_store("store_many");
+    let store_url = pg().fresh_store("store_many");
     let (a, b) = two_instances(("many-a", "many-b"), &["--store-url", &store_url]);
     let app = pg().connect("postgres", None, "app").await;
     app.batch_execute(
@@ -317,16 +298,12 @@ async fn a_thousand_jobs_over_two_instances_each_run_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
-    let store_url = fresh_store("store_wake");
+    let store_url = pg().fresh_store("store_wake");
     // A's only worker is kept busy, so B has to run what is queued on A; B learns of each job
     // through NOTIFY, well before its one-second poll would find it.
     let start = |name: &str, workers: &str| {
-        Proxy::builder(pg())
-            .auth("trust")
-            .user("postgres", None)
-            .app_users()
-            .args(&["--instance-name", name, "--workers", workers])
-            .args(&["--store-url", &store_url])
+        ProxyBuilder::trust(pg())
+            .instance(&store_url, name, workers)
             .start()
     };
     let a = start("wake-a", "1");
@@ -400,7 +377,7 @@ async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops() {
-    let store_url = fresh_store("store_dead");
+    let store_url = pg().fresh_store("store_dead");
     let app = pg().connect("postgres", None, "app").await;
     app.batch_execute(
         "CREATE TABLE ran_dead (marker text NOT NULL); GRANT ALL ON ran_dead TO alice",
@@ -409,12 +386,8 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
     .unwrap();
     let store = pg().connect("postgres", None, "store_dead").await;
     let start = |name: &str, workers: &str| {
-        Proxy::builder(pg())
-            .auth("trust")
-            .user("postgres", None)
-            .app_users()
-            .args(&["--instance-name", name, "--workers", workers])
-            .args(&["--store-url", &store_url])
+        ProxyBuilder::trust(pg())
+            .instance(&store_url, name, workers)
             .start()
     };
     // A runs two long jobs, then dies without a successor of its name.

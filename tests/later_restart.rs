@@ -16,36 +16,14 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// and a re-run takes as long again.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// `postgres://postgres@127.0.0.1:<port>/<db>` for a fresh database on the test server.
-fn fresh_store(db: &str) -> String {
-    pg().admin_sql(&format!("CREATE DATABASE {db}"));
-    format!("postgres://postgres@127.0.0.1:{}/{db}", pg().port)
-}
-
 /// An instance of a given name, 2 workers, on its own store.
 fn builder(name: &str, store_url: &str) -> ProxyBuilder {
-    Proxy::builder(pg())
-        .auth("trust")
-        .user("postgres", None)
-        .app_users()
-        .args(&["--instance-name", name, "--workers", "2"])
-        .args(&["--store-url", store_url])
+    ProxyBuilder::trust(pg()).instance(store_url, name, "2")
 }
 
 /// `LATER <script>` over the simple protocol; the job id.
 async fn later(c: &Client, script: &str) -> i64 {
-    let msgs = c
-        .simple_query(&format!("LATER {script}"))
-        .await
-        .unwrap_or_else(|e| panic!("LATER {script}: {e:?}"));
-    let row = msgs
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("LATER {script}: no row in the reply"));
-    row.get(0).unwrap().parse().expect("job_id is an int8")
+    reply_job_id(&later_reply_row(c, script).await)
 }
 
 /// A job's row in the store.
@@ -166,7 +144,7 @@ fn sqlstates(msgs: &[Msg]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
-    let store_url = fresh_store("store_kill");
+    let store_url = pg().fresh_store("store_kill");
     let app = pg().connect("postgres", None, "app").await;
     app.batch_execute(
         "CREATE TABLE ran_kill (marker text NOT NULL); GRANT ALL ON ran_kill TO alice",
@@ -346,7 +324,7 @@ async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_running_jobs_and_the_successor_runs_the_queue_once() {
-    let store_url = fresh_store("store_term");
+    let store_url = pg().fresh_store("store_term");
     let app = pg().connect("postgres", None, "app").await;
     app.batch_execute(
         "CREATE TABLE ran_term (marker text NOT NULL); GRANT ALL ON ran_term TO alice",

@@ -8,11 +8,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn proxy(tag: &str) -> ProxyBuilder {
-    let pg = pg();
-    Proxy::builder(pg)
-        .auth("scram")
-        .app_users()
-        .own_store(pg, tag)
+    ProxyBuilder::scram_own_store(tag)
 }
 
 async fn alice(p: &Proxy) -> PgConn {

@@ -9,20 +9,11 @@
 mod common;
 use common::*;
 
-use std::process::{Command, Stdio};
 use tokio_postgres::SimpleQueryMessage;
 
 /// `Proxy::scram` (alice and bob with their passwords) with a job store of its own.
 fn scram_proxy(tag: &str) -> Proxy {
-    scram_builder(tag).start()
-}
-
-fn scram_builder(tag: &str) -> ProxyBuilder {
-    let pg = pg();
-    Proxy::builder(pg)
-        .auth("scram")
-        .app_users()
-        .own_store(pg, tag)
+    ProxyBuilder::scram_own_store(tag).start()
 }
 
 async fn alice(proxy: &Proxy, db: &str) -> PgConn {
@@ -35,31 +26,7 @@ async fn bob(proxy: &Proxy, db: &str) -> PgConn {
 
 /// SQL as postgres in database `db` (over the server's unix socket); returns stdout.
 fn admin_sql_in(db: &str, sql: &str) -> String {
-    let pg = pg();
-    let out = Command::new("psql")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&pg.socket_dir)
-        .args([
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn psql");
-    assert!(
-        out.status.success(),
-        "admin_sql_in({db}) failed: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pg().admin_sql_in(db, sql)
 }
 
 /// FETCH LATER of a job that must have succeeded: its rows (all result sets).
@@ -365,7 +332,7 @@ async fn jobs_run_in_the_submitting_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_log_never_contains_passwords() {
     const WRONG_PASSWORD: &str = "wrong-password-a1b2c3";
-    let proxy = scram_builder("log_passwords")
+    let proxy = ProxyBuilder::scram_own_store("log_passwords")
         .env("RUST_LOG", "trace")
         .start();
     // Logins, a failed login, jobs (which log in upstream with the users' passwords), a

@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::SimpleQueryMessage;
 
 fn proxy(tag: &str) -> ProxyBuilder {
-    let pg = pg();
-    Proxy::builder(pg)
-        .auth("scram")
-        .app_users()
-        .own_store(pg, tag)
+    ProxyBuilder::scram_own_store(tag)
 }
 
 async fn alice(p: &Proxy) -> PgConn {
@@ -105,27 +101,8 @@ async fn cancel_request_ends_a_wait_with_57014() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_sees_a_job_end_on_another_instance() {
-    let pg = pg();
-    pg.admin_sql("DROP DATABASE IF EXISTS store_wait_two WITH (FORCE)");
-    pg.admin_sql("CREATE DATABASE store_wait_two");
-    let store = format!("postgres://postgres@127.0.0.1:{}/store_wait_two", pg.port);
-    let start = |name: &str, workers: &str| {
-        Proxy::builder(pg)
-            .auth("scram")
-            .app_users()
-            .args(&[
-                "--store-url",
-                &store,
-                "--instance-name",
-                name,
-                "--workers",
-                workers,
-            ])
-            .start()
-    };
     // Only A runs jobs; B only waits, so the end reaches B through the store.
-    let a = start("wait-a", "2");
-    let b = start("wait-b", "0");
+    let (a, b) = ProxyBuilder::scram_pair("store_wait_two", ("wait-a", "2"), ("wait-b", "0"));
     let on_a = alice(&a).await;
     let on_b = alice(&b).await;
     let id = later_submit(&on_a, "SELECT pg_sleep(1), 'from a' AS who").await;

@@ -11,8 +11,8 @@ use common::*;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// A stalled relay must fail the test, not hang it.
 const PGBENCH_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,20 +34,12 @@ impl Ran {
     }
 }
 
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
 /// Run pgbench as alice against 127.0.0.1:`port`, output captured in files under `dir`.
 fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path, label: &str) -> Ran {
     let stdout_path = dir.join(format!("{label}.stdout"));
     let stderr_path = dir.join(format!("{label}.stderr"));
-    let mut child = Command::new("pgbench")
-        .env_clear()
+    let mut cmd = Command::new("pgbench");
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", "/nonexistent")
         .env("LC_ALL", "C")
@@ -58,20 +50,9 @@ fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path, label: &str) -> Ran {
         .arg(port.to_string())
         .args(["-U", "alice"])
         .args(args)
-        .arg(db)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout_path).unwrap())
-        .stderr(fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn pgbench");
-    let deadline = Instant::now() + PGBENCH_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+        .arg(db);
+    let code = run_with_timeout(&mut cmd, &stdout_path, &stderr_path, PGBENCH_TIMEOUT)
+        .unwrap_or_else(|_| {
             let partial = Ran {
                 code: None,
                 stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
@@ -81,9 +62,7 @@ fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path, label: &str) -> Ran {
                 "pgbench {args:?} did not finish within {PGBENCH_TIMEOUT:?}; killed\n{}",
                 partial.describe()
             );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        });
     Ran {
         code,
         stdout: String::from_utf8_lossy(&fs::read(&stdout_path).unwrap()).into_owned(),
@@ -99,33 +78,9 @@ fn report_value<'a>(stdout: &'a str, label: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// A single value from PostgreSQL directly (as postgres over the socket).
+/// A single value from PostgreSQL directly (as postgres over the socket, in `db`).
 fn direct_value(pg: &TestPg, db: &str, sql: &str) -> String {
-    // admin_sql always connects to database `postgres`; this one connects to `db`.
-    let out = Command::new("psql")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&pg.socket_dir)
-        .args([
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn psql");
-    assert!(
-        out.status.success(),
-        "direct query failed: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    pg.admin_sql_in(db, sql).trim().to_string()
 }
 
 /// Fresh database, `pgbench -i -s 2` through the proxy, then one benchmark run in `mode`.

@@ -28,8 +28,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Every script in tests/psql must be listed here (and have a test function below).
 const SCRIPTS: &[&str] = &[
@@ -51,11 +49,16 @@ fn psql_dir() -> PathBuf {
 /// Everything one psql run produced.
 #[derive(Debug, PartialEq, Eq)]
 struct RunOutput {
-    status: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    run: PsqlRun,
     /// Every file left in the working directory, by name.
     files: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::ops::Deref for RunOutput {
+    type Target = PsqlRun;
+    fn deref(&self) -> &PsqlRun {
+        &self.run
+    }
 }
 
 /// `-- parity-env: NAME=value` lines at the top of a script.
@@ -132,45 +135,6 @@ fn mask_notification_pids(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Drop and recreate the script's database so every run starts from the same state.
-fn fresh_database(pg: &TestPg, db: &str) {
-    pg.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
-    pg.admin_sql(&format!(
-        "CREATE DATABASE {db} OWNER alice TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
-    ));
-}
-
-/// How long one psql run may take before it is killed (a stalled relay must fail, not hang).
-const PSQL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Run `cmd` with stdout/stderr going to the given files; kill it after `limit`.
-/// Returns the exit code, or an error naming the timeout.
-fn run_with_timeout(
-    cmd: &mut Command,
-    stdout: &Path,
-    stderr: &Path,
-    limit: Duration,
-) -> Result<Option<i32>, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(stdout).unwrap())
-        .stderr(fs::File::create(stderr).unwrap())
-        .spawn()
-        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Ok(status.code());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{cmd:?} did not finish within {limit:?}; killed"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Run one script with psql against 127.0.0.1:`port` in `workdir`; psql's stdout and
 /// stderr are kept in `<workdir>.stdout` / `<workdir>.stderr`.
 fn run_psql(
@@ -180,79 +144,26 @@ fn run_psql(
     env: &[(String, String)],
     workdir: &Path,
 ) -> Result<RunOutput, String> {
-    let mut cmd = Command::new("psql");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("LC_ALL", "C")
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = psql_command(port, "alice", Some(ALICE_PASSWORD), db, env);
     cmd.current_dir(workdir)
-        .args(["-X", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p"])
-        .arg(port.to_string())
-        .args(["-U", "alice", "-d", db, "-f"])
+        .args(["-v", "ON_ERROR_STOP=0", "-f"])
         .arg(script);
     let stdout_path = workdir.with_extension("stdout");
     let stderr_path = workdir.with_extension("stderr");
     let status = run_with_timeout(&mut cmd, &stdout_path, &stderr_path, PSQL_TIMEOUT)?;
     Ok(RunOutput {
-        status,
-        stdout: mask_notification_pids(&fs::read(&stdout_path).unwrap()),
-        stderr: mask_notification_pids(&fs::read(&stderr_path).unwrap()),
+        run: PsqlRun {
+            status,
+            stdout: mask_notification_pids(&fs::read(&stdout_path).unwrap()),
+            stderr: mask_notification_pids(&fs::read(&stderr_path).unwrap()),
+        },
         files: read_files(workdir),
     })
 }
 
-/// `diff -u` of two byte strings (lossy text), truncated for assertion messages.
-fn diff(label_a: &str, a: &[u8], label_b: &str, b: &[u8], scratch: &Path) -> String {
-    let pa = scratch.join(format!("{label_a}.diff-input"));
-    let pb = scratch.join(format!("{label_b}.diff-input"));
-    fs::write(&pa, a).unwrap();
-    fs::write(&pb, b).unwrap();
-    let out = Command::new("diff")
-        .args(["-u", "-a", "--label", label_a, "--label", label_b])
-        .arg(&pa)
-        .arg(&pb)
-        .output()
-        .expect("spawn diff");
-    let _ = fs::remove_file(&pa);
-    let _ = fs::remove_file(&pb);
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.len() > 12_000 {
-        let mut cut = 12_000;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("\n... (diff truncated)\n");
-    }
-    text
-}
-
 /// Human-readable differences between two runs, empty when identical.
 fn differences(a_name: &str, a: &RunOutput, b_name: &str, b: &RunOutput, scratch: &Path) -> String {
-    let mut report = String::new();
-    if a.status != b.status {
-        report.push_str(&format!(
-            "exit status: {a_name} {:?}, {b_name} {:?}\n",
-            a.status, b.status
-        ));
-    }
-    if a.stdout != b.stdout {
-        report.push_str(&format!(
-            "stdout differs:\n{}\n",
-            diff(a_name, &a.stdout, b_name, &b.stdout, scratch)
-        ));
-    }
-    if a.stderr != b.stderr {
-        report.push_str(&format!(
-            "stderr differs:\n{}\n",
-            diff(a_name, &a.stderr, b_name, &b.stderr, scratch)
-        ));
-    }
+    let mut report = run_differences(a_name, &a.run, b_name, &b.run, scratch);
     let names: std::collections::BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
     for name in names {
         match (a.files.get(name), b.files.get(name)) {
@@ -261,7 +172,7 @@ fn differences(a_name: &str, a: &RunOutput, b_name: &str, b: &RunOutput, scratch
                 "file {name} differs ({} vs {} bytes):\n{}\n",
                 x.len(),
                 y.len(),
-                diff(a_name, x, b_name, y, scratch)
+                diff_u(a_name, x, b_name, y, scratch)
             )),
             (Some(_), None) => report.push_str(&format!("file {name} only in {a_name} run\n")),
             (None, Some(_)) => report.push_str(&format!("file {name} only in {b_name} run\n")),
@@ -282,7 +193,7 @@ fn check_script(name: &str) -> RunOutput {
     let scratch = temp_dir(&format!("psql-parity-{name}"));
 
     let run = |label: &str, port: u16| {
-        fresh_database(pg, &db);
+        pg.fresh_database(&db);
         let workdir = scratch.join(label);
         prepare_workdir(&workdir);
         run_psql(port, &db, &script, &env, &workdir)
@@ -328,14 +239,6 @@ fn check_script(name: &str) -> RunOutput {
         let _ = fs::remove_dir_all(&scratch);
     }
     through
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 #[test]

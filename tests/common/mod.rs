@@ -77,21 +77,30 @@ fn chown_postgres(path: &Path) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
 }
 
-/// Run a command as the postgres OS user; panics with its output on failure.
-fn run_as_postgres(program: &str, args: &[&str]) -> Output {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--", program])
-        .args(args)
+/// Run `cmd` to its end (stdin /dev/null); panics with `what` and its output unless it
+/// succeeds.
+fn output_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .expect("spawn runuser");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     assert!(
         out.status.success(),
-        "{program} {args:?} failed: {}\n{}",
+        "{what} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Run a command as the postgres OS user; panics with its output on failure.
+fn run_as_postgres(program: &str, args: &[&str]) -> Output {
+    output_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", program])
+            .args(args),
+        &format!("{program} {args:?}"),
+    )
 }
 
 fn pg_tool(name: &str) -> String {
@@ -112,16 +121,9 @@ pub struct Certs {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new("openssl").current_dir(dir).args(args),
+        &format!("openssl {args:?}"),
     );
 }
 
@@ -362,30 +364,47 @@ impl TestPg {
 
     /// Run SQL as postgres over the unix socket (psql, ON_ERROR_STOP); returns stdout.
     pub fn admin_sql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.socket_dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn psql");
-        assert!(
-            out.status.success(),
-            "admin_sql failed: {sql}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        self.admin_sql_in("postgres", sql)
+    }
+
+    /// `admin_sql` in database `db`.
+    pub fn admin_sql_in(&self, db: &str, sql: &str) -> String {
+        let out = output_ok(
+            Command::new("psql")
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+                .arg(&self.socket_dir)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    db,
+                    "-c",
+                    sql,
+                ]),
+            &format!("admin_sql_in({db}): {sql}"),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Drop and recreate `db` (owned by alice, UTF8, C collation) so every run starts from
+    /// the same state.
+    pub fn fresh_database(&self, db: &str) {
+        self.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        self.admin_sql(&format!(
+            "CREATE DATABASE {db} OWNER alice TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ));
+    }
+
+    /// Drop and recreate database `db` (owned by postgres) for a job store; its URL
+    /// `postgres://postgres@127.0.0.1:<port>/<db>`.
+    pub fn fresh_store(&self, db: &str) -> String {
+        self.admin_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        self.admin_sql(&format!("CREATE DATABASE {db}"));
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -491,6 +510,51 @@ impl ProxyBuilder {
         }
     }
 
+    /// auth=trust in front of `pg`; users postgres (no password), alice, bob.
+    pub fn trust(pg: &TestPg) -> ProxyBuilder {
+        ProxyBuilder::new(pg)
+            .auth("trust")
+            .user("postgres", None)
+            .app_users()
+    }
+
+    /// auth=scram in front of `pg`; users alice and bob with their passwords.
+    pub fn scram(pg: &TestPg) -> ProxyBuilder {
+        ProxyBuilder::new(pg).auth("scram").app_users()
+    }
+
+    /// `scram` in front of the test server, with a job store of its own (`own_store`).
+    pub fn scram_own_store(tag: &str) -> ProxyBuilder {
+        let pg = pg();
+        ProxyBuilder::scram(pg).own_store(pg, tag)
+    }
+
+    /// Two scram instances (`Proxy::scram`'s users) sharing the job store `store_db` (created
+    /// fresh), each `(instance name, workers)`.
+    pub fn scram_pair(store_db: &str, a: (&str, &str), b: (&str, &str)) -> (Proxy, Proxy) {
+        let pg = pg();
+        let store = pg.fresh_store(store_db);
+        let start = |(name, workers): (&str, &str)| {
+            ProxyBuilder::scram(pg)
+                .instance(&store, name, workers)
+                .start()
+        };
+        (start(a), start(b))
+    }
+
+    /// One of several instances on the job store at `store_url`: `--store-url`,
+    /// `--instance-name`, `--workers`.
+    pub fn instance(self, store_url: &str, name: &str, workers: &str) -> Self {
+        self.args(&[
+            "--store-url",
+            store_url,
+            "--instance-name",
+            name,
+            "--workers",
+            workers,
+        ])
+    }
+
     pub fn auth(mut self, auth: &str) -> Self {
         self.auth = auth.into();
         self
@@ -574,12 +638,16 @@ impl ProxyBuilder {
     /// Like `start`, but returns the proxy's exit status and stderr if it
     /// exits before listening (for tests of configuration errors).
     pub fn try_start(self) -> Result<Proxy, String> {
+        self.try_start_on(free_port())
+    }
+
+    /// Like `try_start`, but listening on `port`.
+    pub fn try_start_on(self, port: u16) -> Result<Proxy, String> {
         let dir = temp_dir("proxy");
         let config_path = dir.join("pglater.toml");
         fs::write(&config_path, self.toml()).unwrap();
         let stderr_path = dir.join("stderr.log");
         let stderr = fs::File::create(&stderr_path).unwrap();
-        let port = free_port();
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pglater"));
         cmd.arg("--config")
@@ -616,16 +684,12 @@ impl Proxy {
 
     /// auth=trust in front of `pg`; users postgres (no password), alice, bob.
     pub fn trust(pg: &TestPg) -> Proxy {
-        Self::builder(pg)
-            .auth("trust")
-            .user("postgres", None)
-            .app_users()
-            .start()
+        ProxyBuilder::trust(pg).start()
     }
 
     /// auth=scram in front of `pg`; users alice and bob with their passwords.
     pub fn scram(pg: &TestPg) -> Proxy {
-        Self::builder(pg).auth("scram").app_users().start()
+        ProxyBuilder::scram(pg).start()
     }
 
     fn wait_listening(&mut self, limit: Duration) -> Result<(), String> {
@@ -806,6 +870,154 @@ pub fn psql_c(port: u16, user: &str, password: Option<&str>, db: &str, sql: &str
         ci.push_str(&format!(" password={p}"));
     }
     psql(&ci, &["-c", sql])
+}
+
+// ---------------------------------------------------------------------------
+// psql runs compared byte for byte (tests/psql_parity.rs, tests/later_fidelity.rs)
+// ---------------------------------------------------------------------------
+
+/// How long one psql run may take before it is killed (a stalled relay must fail, not hang).
+pub const PSQL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything one psql run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PsqlRun {
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl PsqlRun {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// `psql -X -h 127.0.0.1 -p <port> -U <user> -d <db>` in a clean environment (no PG*
+/// variables but PGPASSWORD when given and PGCONNECT_TIMEOUT=10, LC_ALL=C, no ~/.psqlrc),
+/// plus `env`; add the rest of the arguments.
+pub fn psql_command(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+    env: &[(String, String)],
+) -> Command {
+    let mut cmd = Command::new("psql");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("LC_ALL", "C")
+        .env("PGCONNECT_TIMEOUT", "10");
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(["-X", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", user, "-d", db]);
+    cmd
+}
+
+/// Run `cmd` (stdin /dev/null) with stdout/stderr going to the given files; kill it after
+/// `limit`. Returns the exit code, or an error naming the timeout; panics if it cannot be
+/// spawned.
+pub fn run_with_timeout(
+    cmd: &mut Command,
+    stdout: &Path,
+    stderr: &Path,
+    limit: Duration,
+) -> Result<Option<i32>, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(stdout).unwrap())
+        .stderr(fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{cmd:?} did not finish within {limit:?}; killed"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `diff -u` of two byte strings (lossy text), truncated for assertion messages.
+pub fn diff_u(label_a: &str, a: &[u8], label_b: &str, b: &[u8], scratch: &Path) -> String {
+    let pa = scratch.join(format!("{label_a}.diff-input"));
+    let pb = scratch.join(format!("{label_b}.diff-input"));
+    fs::write(&pa, a).unwrap();
+    fs::write(&pb, b).unwrap();
+    let out = Command::new("diff")
+        .args(["-u", "-a", "--label", label_a, "--label", label_b])
+        .arg(&pa)
+        .arg(&pb)
+        .output()
+        .expect("spawn diff");
+    let _ = fs::remove_file(&pa);
+    let _ = fs::remove_file(&pb);
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if text.len() > 12_000 {
+        let mut cut = 12_000;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n... (diff truncated)\n");
+    }
+    text
+}
+
+/// Human-readable differences (exit status, stdout, stderr) between two runs; empty when
+/// identical.
+pub fn run_differences(
+    a_name: &str,
+    a: &PsqlRun,
+    b_name: &str,
+    b: &PsqlRun,
+    scratch: &Path,
+) -> String {
+    let mut report = String::new();
+    if a.status != b.status {
+        report.push_str(&format!(
+            "exit status: {a_name} {:?}, {b_name} {:?}\n",
+            a.status, b.status
+        ));
+    }
+    if a.stdout != b.stdout {
+        report.push_str(&format!(
+            "stdout differs:\n{}\n",
+            diff_u(a_name, &a.stdout, b_name, &b.stdout, scratch)
+        ));
+    }
+    if a.stderr != b.stderr {
+        report.push_str(&format!(
+            "stderr differs:\n{}\n",
+            diff_u(a_name, &a.stderr, b_name, &b.stderr, scratch)
+        ));
+    }
+    report
+}
+
+/// The last `n` bytes of `s` (at a char boundary), for assertion messages.
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
 }
 
 // ---------------------------------------------------------------------------
@@ -1092,38 +1304,10 @@ impl ProxyBuilder {
     /// Like `start`, but listening on `port`: e.g. the port of a proxy that was just
     /// stopped, to restart it in place with the same builder.
     pub fn start_on(self, port: u16) -> Proxy {
-        let dir = temp_dir("proxy");
-        let config_path = dir.join("pglater.toml");
-        fs::write(&config_path, self.toml()).unwrap();
-        let stderr_path = dir.join("stderr.log");
-        let stderr = fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pglater"));
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
+        match self.try_start_on(port) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
         }
-        if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = cmd.spawn().expect("spawn pglater");
-        let mut proxy = Proxy {
-            port,
-            dir,
-            config_path,
-            stderr_path,
-            child,
-        };
-        if let Err(e) = proxy.wait_listening(Duration::from_secs(10)) {
-            panic!("{e}");
-        }
-        proxy
     }
 }
 
@@ -1179,14 +1363,30 @@ impl ProxyBuilder {
     /// claim each other's jobs, and a proxy stopped at the end of one test would leave
     /// another test's job with an unknown outcome.
     pub fn own_store(self, pg: &TestPg, tag: &str) -> Self {
-        let store = format!("store_{tag}");
-        pg.admin_sql(&format!("DROP DATABASE IF EXISTS {store} WITH (FORCE)"));
-        pg.admin_sql(&format!("CREATE DATABASE {store}"));
-        self.args(&[
-            "--store-url",
-            &format!("postgres://postgres@127.0.0.1:{}/{store}", pg.port),
-        ])
+        let store = pg.fresh_store(&format!("store_{tag}"));
+        self.args(&["--store-url", &store])
     }
+}
+
+/// `LATER <script>` over the simple protocol, with no deadline of its own: the reply's row.
+pub async fn later_reply_row(
+    c: &tokio_postgres::Client,
+    script: &str,
+) -> tokio_postgres::SimpleQueryRow {
+    c.simple_query(&format!("LATER {script}"))
+        .await
+        .unwrap_or_else(|e| panic!("LATER {script}: {e:?}"))
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("LATER {script}: no row in the reply"))
+}
+
+/// The job id of a `later_reply_row`.
+pub fn reply_job_id(row: &tokio_postgres::SimpleQueryRow) -> i64 {
+    row.get(0).unwrap().parse().expect("job_id is an int8")
 }
 
 /// `simple_query` with a deadline: a reply that never completes fails the test instead of
