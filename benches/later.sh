@@ -63,61 +63,18 @@ pg_ensure_installed
 command -v pgbench >/dev/null 2>&1 || apt_install postgresql-contrib
 command -v pgbench >/dev/null 2>&1 || die "pgbench not found"
 
-cd "$root"
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "cargo build --release"
-    cargo build --release
-fi
-pglater_bin=${PGLATER_BIN:-$root/target/release/pglater}
-binary_note() { # which source the binary was built from, when we know it
-    if [ -n "${PGLATER_BIN:-}" ]; then echo "given binary"; else
-        echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"; fi
-}
-[ -x "$pglater_bin" ] || die "$pglater_bin not found (cargo build --release)"
+bench_build
 
 # ---------------------------------------------------------------------------------------------
 # set-up
-work=$(mktemp -d /tmp/pglater-later-bench.XXXXXX)
-pglater_pid=
-
-# shellcheck disable=SC2317 # called through the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$pglater_pid" ]; then stop_pid "$pglater_pid" 10; fi
-    pg_cluster_stop "$work/pg"
-    if [ "${KEEP_DIR:-0}" = 1 ]; then
-        log "kept $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
+bench_workdir /tmp/pglater-later-bench.XXXXXX
 
 settings=("max_connections = 200" "shared_buffers = 256MB" "log_min_messages = warning")
 if [ "$DURABLE" != 1 ]; then
     settings+=("fsync = off" "synchronous_commit = off" "full_page_writes = off")
 fi
-pg_port=$(pg_free_port)
-pg_cluster_start "$work/pg" "$pg_port" "${settings[@]}"
-
-export PGUSER=postgres PGDATABASE=postgres PGHOST=127.0.0.1
-unset PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE || true
-
-pglater_port=$(pg_free_port)
-log "starting pglater on 127.0.0.1:$pglater_port, $WORKERS workers (log: $work/pglater.log)"
-"$pglater_bin" --listen "127.0.0.1:$pglater_port" --upstream "127.0.0.1:$pg_port" \
-    --auth trust --workers "$WORKERS" >"$work/pglater.log" 2>&1 &
-pglater_pid=$!
-wait_for_port "$pglater_port" 60 "$pglater_pid" || {
-    cat "$work/pglater.log" >&2
-    die "pglater did not start"
-}
+bench_pg_start "${settings[@]}"
+bench_pglater_start --auth trust --workers "$WORKERS"
 
 # store SQL -> its output (unaligned, tuples only), straight to PostgreSQL
 store() { psql -X -q -At -p "$pg_port" -v ON_ERROR_STOP=1 -c "$1"; }
@@ -163,7 +120,7 @@ tps_of() { awk '/^tps = / { printf "%.0f\n", $3; exit }'; }
 
 {
     echo "pglater LATER benchmark"
-    echo "  pglater:    $pglater_bin ($(binary_note)), --workers $WORKERS"
+    echo "  pglater:    $pglater_bin ($(bench_binary_note)), --workers $WORKERS"
     echo "  PostgreSQL: $(store 'show server_version') ($(
         if [ "$DURABLE" = 1 ]; then echo "fsync=on, synchronous_commit=on"; else echo "fsync=off, synchronous_commit=off"; fi
     ), shared_buffers=256MB); job store: database postgres on it"

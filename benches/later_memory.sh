@@ -48,46 +48,17 @@ log "disk: $free_mb MB free in $tmp_base; this run needs about $NEED_MB MB (resu
 [ "$free_mb" -ge "$NEED_MB" ] || die "not enough free space in $tmp_base ($free_mb MB < $NEED_MB MB): set TMPDIR"
 
 pg_ensure_installed
-cd "$root"
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "cargo build --release"
-    cargo build --release
-fi
-pglater_bin=${PGLATER_BIN:-$root/target/release/pglater}
-binary_note() { # which source the binary was built from, when we know it
-    if [ -n "${PGLATER_BIN:-}" ]; then echo "given binary"; else
-        echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"; fi
-}
-[ -x "$pglater_bin" ] || die "$pglater_bin not found (cargo build --release)"
+bench_build
 
 # ---------------------------------------------------------------------------------------------
 # set-up
-work=$(mktemp -d "$tmp_base/pglater-memory-bench.XXXXXX")
-pglater_pid=
 sampler_pid=
-
-# shellcheck disable=SC2317 # called through the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
+# shellcheck disable=SC2317 # called by bench_cleanup
+bench_stop_extra() {
     if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
-    if [ -n "$pglater_pid" ]; then stop_pid "$pglater_pid" 10; fi
-    pg_cluster_stop "$work/pg"
-    if [ "${KEEP_DIR:-0}" = 1 ]; then
-        log "kept $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
-
-pg_port=$(pg_free_port)
-pg_cluster_start "$work/pg" "$pg_port" \
+bench_workdir "$tmp_base/pglater-memory-bench.XXXXXX"
+bench_pg_start \
     "shared_buffers = 256MB" \
     "fsync = off" \
     "synchronous_commit = off" \
@@ -95,18 +66,7 @@ pg_cluster_start "$work/pg" "$pg_port" \
     "log_min_messages = warning"
 disk_before=$(du -sm "$work/pg" | awk '{ print $1 }')
 
-export PGUSER=postgres PGDATABASE=postgres PGHOST=127.0.0.1
-unset PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE || true
-
-pglater_port=$(pg_free_port)
-log "starting pglater on 127.0.0.1:$pglater_port (log: $work/pglater.log)"
-"$pglater_bin" --listen "127.0.0.1:$pglater_port" --upstream "127.0.0.1:$pg_port" \
-    --auth trust >"$work/pglater.log" 2>&1 &
-pglater_pid=$!
-wait_for_port "$pglater_port" 60 "$pglater_pid" || {
-    cat "$work/pglater.log" >&2
-    die "pglater did not start"
-}
+bench_pglater_start --auth trust
 
 store() { psql -X -q -At -p "$pg_port" -v ON_ERROR_STOP=1 -c "$1"; }
 via() { psql -X -q -At -p "$pglater_port" -v ON_ERROR_STOP=1 -c "$1"; }
@@ -272,7 +232,7 @@ fi
 verdict() { awk -v v="$1" 'BEGIN { print (v + 0 < 100 ? "yes" : "no") }'; }
 echo
 echo "pglater memory: a $(mb $((result_bytes / 1024))) MB result ($result_rows rows of $WIDTH chars)"
-echo "  pglater $pglater_bin ($(binary_note)); $(nproc) cores"
+echo "  pglater $pglater_bin ($(bench_binary_note)); $(nproc) cores"
 if [ "$hwm_reset_ok" != 1 ]; then
     echo "  note: /proc/<pid>/clear_refs could not reset VmHWM: peaks are since start"
 fi

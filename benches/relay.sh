@@ -64,42 +64,17 @@ command -v pgbouncer >/dev/null 2>&1 || apt_install pgbouncer
 command -v pgbench >/dev/null 2>&1 || die "pgbench not found"
 command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer not found"
 
-cd "$root"
-if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "cargo build --release"
-    cargo build --release
-fi
-pglater_bin=${PGLATER_BIN:-$root/target/release/pglater}
-[ -x "$pglater_bin" ] || die "$pglater_bin not found (cargo build --release)"
+bench_build
 
 # ---------------------------------------------------------------------------------------------
 # set-up
-work=$(mktemp -d /tmp/pglater-bench.XXXXXX)
-pglater_pid=
 pgbouncer_pid=
-
-# shellcheck disable=SC2317 # called through the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$pglater_pid" ]; then stop_pid "$pglater_pid" 10; fi
+# shellcheck disable=SC2317 # called by bench_cleanup
+bench_stop_extra() {
     if [ -n "$pgbouncer_pid" ]; then stop_pid "$pgbouncer_pid" 10; fi
-    pg_cluster_stop "$work/pg"
-    if [ "${KEEP_DIR:-0}" = 1 ]; then
-        log "kept $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
-
-pg_port=$(pg_free_port)
-pg_cluster_start "$work/pg" "$pg_port" \
+bench_workdir /tmp/pglater-bench.XXXXXX
+bench_pg_start \
     "max_connections = 200" \
     "shared_buffers = 256MB" \
     "fsync = off" \
@@ -107,24 +82,13 @@ pg_cluster_start "$work/pg" "$pg_port" \
     "full_page_writes = off" \
     "log_min_messages = warning"
 
-export PGUSER=postgres PGDATABASE=postgres PGHOST=127.0.0.1
-unset PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE || true
-
 log "pgbench -i -s $SCALE"
 pgbench -i -s "$SCALE" -q -p "$pg_port" >"$work/pgbench-init.log" 2>&1 || {
     cat "$work/pgbench-init.log" >&2
     die "pgbench -i failed"
 }
 
-pglater_port=$(pg_free_port)
-log "starting pglater on 127.0.0.1:$pglater_port (log: $work/pglater.log)"
-"$pglater_bin" --listen "127.0.0.1:$pglater_port" --upstream "127.0.0.1:$pg_port" \
-    --auth trust >"$work/pglater.log" 2>&1 &
-pglater_pid=$!
-wait_for_port "$pglater_port" 60 "$pglater_pid" || {
-    cat "$work/pglater.log" >&2
-    die "pglater did not start"
-}
+bench_pglater_start --auth trust
 
 pgbouncer_port=$(pg_free_port)
 mkdir -p "$work/bouncer"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/quickstart.sh, scripts/test.sh and benches/relay.sh.
+# Shared helpers for scripts/quickstart.sh, scripts/test.sh and benches/*.sh.
 # Source it from bash; it defines functions and sets no shell options.
 #
 #   pg_ensure_installed     install PostgreSQL (server + client) from Debian packages when
@@ -13,6 +13,23 @@
 #   wait_for_port PORT SECS [PID]
 #                           wait until 127.0.0.1:PORT accepts connections (fails early if PID dies)
 #   stop_pid PID [SECS]     SIGTERM, wait up to SECS (default 10), then SIGKILL
+#
+# For the benchmarks (they set `root` to the repository first; the helpers set the globals
+# named in brackets):
+#   bench_build             cargo build --release unless NO_BUILD=1; the binary is $PGLATER_BIN
+#                           or target/release/pglater, and must exist  [pglater_bin]
+#   bench_binary_note       "given binary" ($PGLATER_BIN) or "commit <short hash>"
+#   bench_workdir TEMPLATE  mktemp -d TEMPLATE (owned by postgres as root); on exit stops pglater,
+#                           then whatever the script's bench_stop_extra stops (if it defines one),
+#                           then the cluster in $work/pg, and removes the directory unless
+#                           KEEP_DIR=1  [work, pglater_pid]
+#   bench_pg_start [SETTING...]
+#                           pg_cluster_start in $work/pg on a free port; PGUSER=postgres,
+#                           PGDATABASE=postgres, PGHOST=127.0.0.1 exported, other PG* unset
+#                           [pg_port]
+#   bench_pglater_start [ARG...]
+#                           start pglater in front of it (--upstream; ARGs such as --auth trust)
+#                           on a free port, log in $work/pglater.log  [pglater_port, pglater_pid]
 #
 # As root, initdb/postgres run as the `postgres` OS user (they refuse to run as root);
 # as any other user they run as that user.
@@ -176,4 +193,63 @@ stop_pid() {
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
+}
+
+bench_build() {
+    # shellcheck disable=SC2154 # root is set by the benchmark script
+    cd "$root" || die "cannot cd to $root"
+    if [ "${NO_BUILD:-0}" != 1 ]; then
+        log "cargo build --release"
+        cargo build --release
+    fi
+    pglater_bin=${PGLATER_BIN:-$root/target/release/pglater}
+    [ -x "$pglater_bin" ] || die "$pglater_bin not found (cargo build --release)"
+}
+
+bench_binary_note() {
+    if [ -n "${PGLATER_BIN:-}" ]; then echo "given binary"; else
+        echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"; fi
+}
+
+# shellcheck disable=SC2317 # called through the trap
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "${pglater_pid:-}" ]; then stop_pid "$pglater_pid" 10; fi
+    if declare -F bench_stop_extra >/dev/null; then bench_stop_extra; fi
+    pg_cluster_stop "$work/pg"
+    if [ "${KEEP_DIR:-0}" = 1 ]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+
+bench_workdir() {
+    work=$(mktemp -d "$1")
+    pglater_pid=
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work"; fi
+}
+
+bench_pg_start() {
+    pg_port=$(pg_free_port)
+    pg_cluster_start "$work/pg" "$pg_port" "$@"
+    export PGUSER=postgres PGDATABASE=postgres PGHOST=127.0.0.1
+    unset PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE || true
+}
+
+bench_pglater_start() {
+    pglater_port=$(pg_free_port)
+    log "starting pglater on 127.0.0.1:$pglater_port $* (log: $work/pglater.log)"
+    "$pglater_bin" --listen "127.0.0.1:$pglater_port" --upstream "127.0.0.1:$pg_port" \
+        "$@" >"$work/pglater.log" 2>&1 &
+    pglater_pid=$!
+    wait_for_port "$pglater_port" 60 "$pglater_pid" || {
+        cat "$work/pglater.log" >&2
+        die "pglater did not start"
+    }
 }
