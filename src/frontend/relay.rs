@@ -5,6 +5,7 @@
 //! ParameterStatus (the session settings a LATER job inherits), and the proxy's own replies
 //! are written only at message boundaries.
 
+use super::cancel::SessionSignal;
 use super::context::Proxy;
 use super::session::Established;
 use crate::later::Later;
@@ -59,8 +60,8 @@ struct Shared<'a> {
     status: AtomicU8,
     parameters: Mutex<Settings>,
     startup_settings: &'a Settings,
-    /// Notified by the client's CancelRequest.
-    interrupt: &'a Notify,
+    /// What the client's CancelRequest reaches while the proxy answers a command.
+    signal: &'a SessionSignal,
 }
 
 /// Which direction ended first.
@@ -101,7 +102,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         status: AtomicU8::new(b'I'),
         parameters: Mutex::new(parameters),
         startup_settings: &startup_settings,
-        interrupt: &backend.interrupt,
+        signal: &backend.signal,
     };
     match (client, upstream) {
         // The common case: plain TCP both ways, split without locking.
@@ -311,9 +312,13 @@ async fn answer(
         parameters: &parameters,
         startup_settings: shared.startup_settings,
         status: shared.status.load(Ordering::Acquire),
-        interrupt: shared.interrupt,
+        interrupt: &shared.signal.interrupt,
     };
-    intercept::handle(later, &asker, cmd, injector).await
+    // The server is idle meanwhile: a CancelRequest now is for us, not for it.
+    shared.signal.answering.store(true, Ordering::SeqCst);
+    let result = intercept::handle(later, &asker, cmd, injector).await;
+    shared.signal.answering.store(false, Ordering::SeqCst);
+    result
 }
 
 async fn refuse_oversized(

@@ -2,7 +2,7 @@
 //! upstream login, the start-up replies, then the relay.
 
 use super::auth::{AuthFailure, authenticate};
-use super::cancel::BackendPid;
+use super::cancel::{BackendPid, CancelAction, SessionSignal};
 use super::context::Proxy;
 use super::relay::{self, RelayEnd};
 use crate::stream::Stream;
@@ -16,7 +16,6 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 /// Start-up replies are small; this only guards against garbage.
@@ -41,8 +40,8 @@ pub struct BackendKey {
     pub pid: BackendPid,
     pub upstream_secret: Bytes,
     pub proxy_secret: Bytes,
-    /// Notified by the client's CancelRequest.
-    pub interrupt: Arc<Notify>,
+    /// What the client's CancelRequest reaches when the proxy answers a command itself.
+    pub signal: Arc<SessionSignal>,
 }
 
 pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
@@ -197,14 +196,14 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
                     msg.body[3],
                 ]));
                 let upstream_secret = Bytes::copy_from_slice(&msg.body[4..]);
-                let (proxy_secret, interrupt) =
+                let (proxy_secret, signal) =
                     proxy.cancel_keys.register(pid, upstream_secret.clone());
                 reply::backend_key_data(&mut out, pid.0, &proxy_secret);
                 backend = Some(BackendKey {
                     pid,
                     upstream_secret,
                     proxy_secret,
-                    interrupt,
+                    signal,
                 });
             }
             b'S' => {
@@ -250,7 +249,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
                 pid: BackendPid(0),
                 upstream_secret: Bytes::new(),
                 proxy_secret: Bytes::new(),
-                interrupt: Arc::new(Notify::new()),
+                signal: Arc::new(SessionSignal::default()),
             },
             parameters,
             startup_settings,
@@ -317,7 +316,8 @@ async fn negotiate_early(
 
 async fn forward_cancel(proxy: &Proxy, pid: BackendPid, secret: &[u8]) {
     match proxy.cancel_keys.cancel(pid, secret) {
-        Some(upstream_secret) => {
+        Some(CancelAction::Interrupted) => {}
+        Some(CancelAction::Forward(upstream_secret)) => {
             if let Err(e) = send_cancel(&proxy.upstream, pid.0, &upstream_secret).await {
                 warn!(error = %e, "could not forward a cancel request");
             }

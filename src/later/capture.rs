@@ -15,6 +15,8 @@ use bytes::{BufMut, BytesMut};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Read buffer of a job connection.
+const READ_BUF: usize = 64 * 1024;
 /// Size of a stored result chunk.
 pub const CHUNK_SIZE: usize = 1 << 20;
 /// Messages the capture must read whole (errors, status, session chatter) are small.
@@ -40,7 +42,9 @@ impl<'a> Sink<'a> {
             store,
             id,
             attempt,
-            chunk: BytesMut::with_capacity(CHUNK_SIZE),
+            // Grows with the result: most results are small, and a 1 MiB buffer per job would
+            // cost an mmap and page faults every time.
+            chunk: BytesMut::new(),
             seq: 0,
             bytes: 0,
             max_bytes,
@@ -168,7 +172,24 @@ pub async fn run(
     sink: &mut Sink<'_>,
 ) -> Result<u8, CaptureError> {
     conn.send_query(script).await.map_err(CaptureError::Io)?;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // The connection's own read buffer, reused from job to job.
+    let mut buf = std::mem::take(&mut conn.read_buf);
+    if buf.capacity() == 0 {
+        buf.reserve(READ_BUF);
+    }
+    let result = read_replies(conn, upstream, script, sink, &mut buf).await;
+    conn.read_buf = buf;
+    result
+}
+
+/// Reads and captures the replies to `script` up to its ReadyForQuery.
+async fn read_replies(
+    conn: &mut JobConn,
+    upstream: &Upstream,
+    script: &[u8],
+    sink: &mut Sink<'_>,
+    buf: &mut BytesMut,
+) -> Result<u8, CaptureError> {
     let mut header = [0u8; 5];
     let mut header_len = 0;
     let mut held = BytesMut::new();
@@ -179,13 +200,7 @@ pub async fn run(
 
     loop {
         buf.clear();
-        if conn
-            .stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(CaptureError::Io)?
-            == 0
-        {
+        if conn.stream.read_buf(buf).await.map_err(CaptureError::Io)? == 0 {
             return Err(CaptureError::Io(io::ErrorKind::UnexpectedEof.into()));
         }
         let mut p = &buf[..];

@@ -31,6 +31,8 @@ pub struct JobConn {
     pub backend_start: String,
     /// Replies of reset statements sent but not read yet.
     pending_resets: usize,
+    /// Read buffer for captures, kept from job to job.
+    pub read_buf: BytesMut,
 }
 
 /// Why a job connection could not be opened.
@@ -89,6 +91,7 @@ impl JobConn {
             secret,
             backend_start: String::new(),
             pending_resets: 0,
+            read_buf: BytesMut::new(),
         };
         conn.backend_start = conn
             .query_value(
