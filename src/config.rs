@@ -87,6 +87,9 @@ pub struct Cli {
     /// Seconds ended jobs and their results are kept (default one day).
     #[arg(long, env = "PGLATER_RETENTION_SECS")]
     pub retention_secs: Option<f64>,
+    /// Seconds a job may run before its statement is cancelled (default: no limit).
+    #[arg(long, env = "PGLATER_JOB_TIMEOUT_SECS")]
+    pub job_timeout_secs: Option<f64>,
     /// Relay only: no LATER commands, no job store.
     #[arg(long, env = "PGLATER_NO_LATER")]
     pub no_later: bool,
@@ -127,6 +130,7 @@ struct FileLater {
     max_result_bytes: Option<u64>,
     max_script_bytes: Option<usize>,
     retention_secs: Option<f64>,
+    job_timeout_secs: Option<f64>,
     admins: Option<Vec<String>>,
 }
 
@@ -141,6 +145,8 @@ pub struct LaterConfig {
     pub max_script_bytes: usize,
     /// How long ended jobs and their results are kept.
     pub retention: Duration,
+    /// A job running longer has its statement cancelled (57014); None: no limit.
+    pub job_timeout: Option<Duration>,
     /// Users who see and may cancel every user's jobs.
     pub admins: Vec<String>,
 }
@@ -156,6 +162,7 @@ impl std::fmt::Debug for LaterConfig {
             .field("max_result_bytes", &self.max_result_bytes)
             .field("max_script_bytes", &self.max_script_bytes)
             .field("retention", &self.retention)
+            .field("job_timeout", &self.job_timeout)
             .field("admins", &self.admins)
             .finish()
     }
@@ -294,6 +301,11 @@ impl Config {
                     .unwrap_or_else(|| default_instance_name(cli.listen.as_deref())),
                 max_result_bytes: file.later.max_result_bytes.unwrap_or(8 << 30),
                 max_script_bytes: file.later.max_script_bytes.unwrap_or(1 << 20),
+                job_timeout: cli
+                    .job_timeout_secs
+                    .or(file.later.job_timeout_secs)
+                    .filter(|s| *s > 0.0)
+                    .map(Duration::from_secs_f64),
                 retention: Duration::from_secs_f64(
                     cli.retention_secs
                         .or(file.later.retention_secs)

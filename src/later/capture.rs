@@ -34,6 +34,11 @@ pub struct Sink<'a> {
     exceeded: bool,
     rows: i64,
     first_error: Option<(String, String)>,
+    /// Set (to the limit) when the job's statement was cancelled for exceeding it.
+    timeout: Option<(
+        std::time::Duration,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    )>,
 }
 
 impl<'a> Sink<'a> {
@@ -51,7 +56,25 @@ impl<'a> Sink<'a> {
             exceeded: false,
             rows: 0,
             first_error: None,
+            timeout: None,
         }
+    }
+
+    /// Arms the job timeout: `fired` is set by whoever cancels the job when `limit` is up.
+    pub fn with_timeout(
+        mut self,
+        limit: std::time::Duration,
+        fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        self.timeout = Some((limit, fired));
+        self
+    }
+
+    fn timed_out(&self) -> Option<std::time::Duration> {
+        let (limit, fired) = self.timeout.as_ref()?;
+        fired
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(*limit)
     }
 
     /// Whether a whole message of `len` bytes still fits under the limit. Once one does not,
@@ -265,7 +288,20 @@ async fn read_replies(
                             return Ok(status);
                         }
                         b'E' => {
-                            let fields = ErrorFields::parse(&held[5..]);
+                            let mut fields = ErrorFields::parse(&held[5..]);
+                            // The proxy cancelled it for running too long: say so.
+                            let limit_message;
+                            if fields.get(b'C') == Some("57014")
+                                && let Some(limit) = sink.timed_out()
+                            {
+                                limit_message = format!(
+                                    "canceling the job: it ran longer than later.job_timeout_secs ({} s)",
+                                    limit.as_secs_f64()
+                                );
+                                for f in fields.fields.iter_mut().filter(|f| f.0 == b'M') {
+                                    f.1 = limit_message.as_bytes();
+                                }
+                            }
                             if first_error.is_none() {
                                 first_error = Some((
                                     fields.get(b'C').unwrap_or("XX000").to_owned(),

@@ -8,7 +8,9 @@ use super::id::JobId;
 use super::job::ClaimedJob;
 use super::service::Later;
 use super::store::{BackendRecord, Finish};
+use crate::upstream::cancel::send_cancel;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -130,12 +132,16 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         // A re-run after a crash must not be able to write (see rescue).
         read_only: job.read_only,
     };
+    let timed_out = Arc::new(AtomicBool::new(false));
     let mut sink = Sink::new(
         &later.store,
         job.id,
         job.attempt,
         later.config.max_result_bytes,
     );
+    if let Some(limit) = later.config.job_timeout {
+        sink = sink.with_timeout(limit, timed_out.clone());
+    }
     let mut conn = match connection(later, &key).await {
         Ok(c) => c,
         Err(OpenError::Refused(error)) => return record(later, &job, sink.refused(&error)).await,
@@ -176,7 +182,23 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return record(later, &job, sink.failed("58030", why)).await;
         }
     }
-    let result = capture::run(&mut conn, &later.upstream, &job.script, &mut sink).await;
+    let (pid, secret) = (conn.pid, conn.secret.clone());
+    let result = {
+        let run = capture::run(&mut conn, &later.upstream, &job.script, &mut sink);
+        tokio::pin!(run);
+        match later.config.job_timeout {
+            None => run.await,
+            Some(limit) => tokio::select! {
+                r = &mut run => r,
+                _ = tokio::time::sleep(limit) => {
+                    // Cancel the statement; the server's 57014 then ends the capture.
+                    timed_out.store(true, Ordering::SeqCst);
+                    let _ = send_cancel(&later.upstream, pid, &secret).await;
+                    run.await
+                }
+            },
+        }
+    };
     later.running.remove(&job.id);
     let captured = match result {
         Ok(status) => {
