@@ -18,7 +18,11 @@ async fn a_job_over_its_time_limit_is_cancelled_naming_the_limit() {
     let quick = later_submit(&c, "SELECT 'quick' AS q").await;
     let started = Instant::now();
     assert_eq!(later_wait(&c, slow).await, "failed");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(later_wait(&c, quick).await, "succeeded");
 
     let rows = simple_rows(&sq(&c, &format!("SHOW LATER {slow}")).await.unwrap());
@@ -26,7 +30,10 @@ async fn a_job_over_its_time_limit_is_cancelled_naming_the_limit() {
     let e = sq(&c, &format!("FETCH LATER {slow}")).await.unwrap_err();
     let e = db_error(&e);
     assert_eq!(e.code().code(), "57014");
-    assert!(e.message().contains("later.job_timeout_secs (1 s)"), "{e:?}");
+    assert!(
+        e.message().contains("later.job_timeout_secs (1 s)"),
+        "{e:?}"
+    );
     // The first statement's result comes before the error.
     let out = psql_c(
         p.addr().port(),
