@@ -377,3 +377,40 @@ fn logged_in_idle_client_outlives_startup_timeout() {
     let q = c.simple_query("SELECT 'still here'");
     assert_eq!(first_value(&q).as_deref(), Some("still here"));
 }
+
+/// A Query the proxy must not take for one of its own commands: PostgreSQL's own error, the
+/// session usable after, no job queued. `name` tags the application for the log.
+fn malformed_query_like_postgres(name: &str, body: &[u8]) {
+    let pg = pg();
+    let proxy = Proxy::trust(pg);
+    let run = |port: u16, app: &str| {
+        let (mut conn, _) = RawConn::login(port, &login_params(app));
+        conn.send(&frame(b'Q', body)).unwrap();
+        let reply = conn.read_until_ready();
+        let after = first_value(&conn.simple_query("SELECT 'after'"));
+        (reply, after)
+    };
+    let (direct, direct_after) = run(pg.port, &format!("{name}-direct"));
+    let (via, via_after) = run(proxy.port, &format!("{name}-proxied"));
+    let errors = |msgs: &[Msg]| {
+        msgs.iter()
+            .filter(|m| m.0 == b'E')
+            .map(|m| error_fields(&m.1).get(&'C').cloned())
+            .collect::<Vec<_>>()
+    };
+    let kinds = |msgs: &[Msg]| msgs.iter().map(|m| m.0 as char).collect::<String>();
+    assert_eq!(errors(&via), errors(&direct), "{name}");
+    assert_eq!(kinds(&via), kinds(&direct), "{name}");
+    assert_eq!(via_after, direct_after, "{name}");
+    assert_eq!(via_after.as_deref(), Some("after"));
+}
+
+#[test]
+fn query_message_without_a_body_is_answered_like_postgres() {
+    malformed_query_like_postgres("empty-query-body", b"");
+}
+
+#[test]
+fn later_without_its_terminating_nul_is_left_to_postgres() {
+    malformed_query_like_postgres("later-no-nul", b"LATER SELECT 1");
+}

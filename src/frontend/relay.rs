@@ -213,8 +213,12 @@ where
             }
             let total = len as usize + 1;
             let avail = buf.len() - pos;
+            // Only a well-formed Query (a NUL-terminated string) can be ours; anything else
+            // goes to the server, which words the error.
             if tag == b'Q'
+                && total > 5
                 && let Some(later) = shared.later
+                && (avail < total || buf[pos + total - 1] == 0)
             {
                 let body = &buf[pos + 5..pos + total.min(avail)];
                 if command::classify_prefix(body) == Prefix::Maybe {
