@@ -176,17 +176,26 @@ async fn fetch_by_parameter_show_and_cancel() {
         .unwrap()
         .get(0);
     later_wait(&c, id).await;
-    // FETCH LATER $1: the shape is known once bound (the statement describes as NoData),
-    // so read it through a portal described after Bind.
+    // FETCH LATER $1: the job, hence the shape, is known only once bound: the statement
+    // describes as NoData, and executing a portal nobody described is refused as PostgreSQL
+    // refuses a prepared statement whose result type changed (rather than rows the driver
+    // would read with the wrong columns).
     let stmt = c.prepare("FETCH LATER $1").await.unwrap();
     assert_eq!(stmt.params(), &[Type::INT8]);
+    assert!(stmt.columns().is_empty());
+    let e = c.query(&stmt, &[&id]).await.unwrap_err();
+    assert_eq!(db_error(&e).code().code(), "0A000", "{e:?}");
+    // With the id in the text, the statement describes the job's columns, and a portal with
+    // a row limit pages through them.
     let mut c = c;
     {
+        let stmt = c.prepare(&format!("FETCH LATER {id}")).await.unwrap();
+        assert_eq!(shape(&stmt), vec![("greeting".to_owned(), Type::TEXT)]);
         let tx = c.client.transaction().await.unwrap();
-        let portal = tx.bind(&stmt, &[&id]).await.unwrap();
-        // Two Executes with a row limit: the rows come in parts.
+        let portal = tx.bind(&stmt, &[]).await.unwrap();
         let rows = tx.query_portal(&portal, 1).await.unwrap();
         assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, &str>(0), "hello");
         let rest = tx.query_portal(&portal, 1).await.unwrap();
         assert_eq!(rest.len(), 0);
         tx.commit().await.unwrap();

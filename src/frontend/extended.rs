@@ -244,7 +244,18 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
                 return fail_step(shared, &malformed(), upstream, out).await;
             };
             let statement = locals.statements.get(bind.statement).cloned();
-            let outcome = probe(shared, Request::Bind, Probe::default(), message, upstream).await?;
+            // The stand-in's columns are not the command's: the client's result formats are
+            // kept here, and the server binds it all in text.
+            let stand_in;
+            let forwarded = match statement {
+                Some(_) => {
+                    stand_in = request::bind_all_text(&bind);
+                    &stand_in[..]
+                }
+                None => message,
+            };
+            let outcome =
+                probe(shared, Request::Bind, Probe::default(), forwarded, upstream).await?;
             match (outcome, statement) {
                 (ProbeOutcome::Answered, Some(stmt)) => {
                     locals
@@ -294,7 +305,7 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
                     Some(stmt) => portal::describe_statement(later, &asker, stmt, out).await,
                     None => Ok(Answer::Done),
                 },
-                _ => match locals.portals.get(target.name) {
+                _ => match locals.portals.get_mut(target.name) {
                     Some(p) => portal::describe_portal(later, &asker, p, out).await,
                     None => Ok(Answer::Done),
                 },

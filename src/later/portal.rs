@@ -12,7 +12,7 @@ use super::service::Later;
 use crate::wire::reply::{self, ProxyError};
 use crate::wire::request::Bind;
 use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A prepared pglater command.
 #[derive(Debug)]
@@ -20,6 +20,32 @@ pub struct Statement {
     pub command: Owned,
     /// Parameter types as the client declared them in Parse.
     pub types: Vec<u32>,
+    /// The column types last described to the client for this statement or one of its
+    /// portals: a driver that caches them executes later portals without describing them.
+    described: Mutex<Option<Vec<u32>>>,
+}
+
+impl Statement {
+    fn described(&self, types: Vec<u32>) {
+        if let Ok(mut d) = self.described.lock() {
+            *d = Some(types);
+        }
+    }
+
+    /// An undescribed portal whose rows are not of the shape last described: PostgreSQL's
+    /// error for a prepared statement whose result changed.
+    fn check_shape(&self, types: &[u32]) -> Result<(), ProxyError> {
+        let last = self.described.lock().ok().and_then(|d| d.clone());
+        match last {
+            Some(last) if last != types => Err(ProxyError::error(
+                "0A000",
+                "cached plan must not change result type",
+            )
+            .with_detail("The job fetched has other columns than the ones last described for this statement.")
+            .with_hint("Describe the portal before executing it, or prepare FETCH LATER once per result shape.")),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A command that outlives its Parse message.
@@ -60,7 +86,14 @@ impl Statement {
             Command::Show(id) => (b"SELECT".to_vec(), Owned::Show(id)),
             Command::Cancel(id) => (b"SELECT".to_vec(), Owned::Cancel(id)),
         };
-        (stand_in, Statement { command, types })
+        (
+            stand_in,
+            Statement {
+                command,
+                types,
+                described: Mutex::new(None),
+            },
+        )
     }
 }
 
@@ -71,6 +104,8 @@ pub struct Portal {
     /// FETCH LATER $n: the id bound.
     job: Option<JobId>,
     result_formats: Vec<i16>,
+    /// The client described this portal (so it knows its columns).
+    described: bool,
     progress: Progress,
 }
 
@@ -109,6 +144,7 @@ impl Portal {
             statement,
             job,
             result_formats: bind.result_formats.clone(),
+            described: false,
             progress: Progress::Fresh,
         }
     }
@@ -146,8 +182,14 @@ pub async fn describe_statement(
         _ => None,
     };
     match description(later, asker, stmt, job).await {
-        Ok(Some(shape)) => out.send(shape.message).await.map(|_| Answer::Done),
-        Ok(None) => out.send(no_data()).await.map(|_| Answer::Done),
+        Ok(Some(shape)) => {
+            stmt.described(shape.types.clone());
+            out.send(shape.message).await.map(|_| Answer::Done)
+        }
+        Ok(None) => {
+            stmt.described(Vec::new());
+            out.send(no_data()).await.map(|_| Answer::Done)
+        }
         Err(e) => fail(out, &e).await,
     }
 }
@@ -156,9 +198,11 @@ pub async fn describe_statement(
 pub async fn describe_portal(
     later: &Later,
     asker: &Asker<'_>,
-    portal: &Portal,
+    portal: &mut Portal,
     out: &Injector,
 ) -> Result<Answer, Gone> {
+    portal.described = true;
+    let portal = &*portal;
     let shaped = async {
         let job = portal_job(portal)?;
         let Some(shape) = description(later, asker, &portal.statement, job).await? else {
@@ -166,11 +210,15 @@ pub async fn describe_portal(
         };
         let formats = rows::column_formats(&portal.result_formats, shape.columns())?;
         shape.check_binary(&formats)?;
+        portal.statement.described(shape.types.clone());
         Ok::<_, ProxyError>(Some(shape.with_formats(&formats)))
     };
     match shaped.await {
         Ok(Some(t)) => out.send(t).await.map(|_| Answer::Done),
-        Ok(None) => out.send(no_data()).await.map(|_| Answer::Done),
+        Ok(None) => {
+            portal.statement.described(Vec::new());
+            out.send(no_data()).await.map(|_| Answer::Done)
+        }
         Err(e) => fail(out, &e).await,
     }
 }
@@ -294,48 +342,57 @@ async fn run(
     max_rows: i32,
     out: &Injector,
 ) -> Result<Answer, Failure> {
-    let style = TextStyle::default();
-    let reply = match (&portal.progress, &portal.statement.command) {
-        (Progress::Done, _) => {
-            let mut b = BytesMut::new();
-            reply::command_complete(&mut b, "SELECT 0");
-            out.send(b.freeze()).await?;
-            return Ok(Answer::Done);
+    if let Progress::Done = portal.progress {
+        let mut b = BytesMut::new();
+        reply::command_complete(&mut b, "SELECT 0");
+        out.send(b.freeze()).await?;
+        return Ok(Answer::Done);
+    }
+    if let Progress::Fresh = portal.progress {
+        let cursor = open(later, asker, portal).await?;
+        portal.progress = Progress::Fetching(Box::new(cursor));
+    }
+    page(later, portal, max_rows, out).await
+}
+
+/// Runs the command of a fresh portal: a cursor over its reply.
+async fn open(later: &Later, asker: &Asker<'_>, portal: &Portal) -> Result<Cursor, Failure> {
+    let mut cursor = match &portal.statement.command {
+        Owned::Empty => return Err(empty_later().into()),
+        Owned::Fetch(_, wait) => {
+            let id = portal_job(portal)?.unwrap_or_else(|| unreachable!());
+            let status = ended(later, asker, id, *wait).await?;
+            Cursor::open(later, &status).await?
         }
-        (Progress::Fetching(_), _) | (_, Owned::Fetch(..)) => {
-            return fetch(later, asker, portal, max_rows, out).await;
-        }
-        (_, Owned::Empty) => return Err(empty_later().into()),
-        (_, Owned::Later { statement, when }) => {
+        Owned::Later { statement, when } => {
             let params = Some(portal.params.clone());
             let id = intercept::submit(later, asker, statement, when.clone(), params).await?;
             let mut b = intercept::later_description();
             reply::data_row(&mut b, &[Some(&id.to_string())]);
             reply::command_complete(&mut b, "SELECT 1");
-            b.freeze()
+            Cursor::in_memory(b.freeze())
         }
-        (_, Owned::Show(id)) => intercept::show_reply(later, asker, *id).await?.freeze(),
-        (_, Owned::Cancel(id)) => intercept::cancel_reply(later, asker, *id).await?.freeze(),
+        Owned::Show(id) => {
+            Cursor::in_memory(intercept::show_reply(later, asker, *id).await?.freeze())
+        }
+        Owned::Cancel(id) => {
+            Cursor::in_memory(intercept::cancel_reply(later, asker, *id).await?.freeze())
+        }
     };
-    portal.progress = Progress::Done;
-    // The reply as a simple query gives it: RowDescription (already described), rows, tag.
-    let mut messages = Messages(reply);
-    let shape = messages
-        .next()
-        .and_then(Shape::read)
-        .ok_or_else(|| ProxyError::error("XX000", "malformed reply"))?;
-    let formats = rows::column_formats(&portal.result_formats, shape.columns())?;
-    shape.check_binary(&formats)?;
-    let mut b = BytesMut::new();
-    for m in messages {
-        if m.first() == Some(&b'D') {
-            b.extend_from_slice(&rows::transcode(&m, &shape.types, &formats, &style)?);
-        } else {
-            b.extend_from_slice(&m);
-        }
+    let columns = cursor.shape.as_ref().map_or(0, Shape::columns);
+    cursor.formats = rows::column_formats(&portal.result_formats, columns)?;
+    if let Some(shape) = &cursor.shape {
+        shape.check_binary(&cursor.formats)?;
     }
-    out.send(b.freeze()).await?;
-    Ok(Answer::Done)
+    if !portal.described {
+        let types = cursor
+            .shape
+            .as_ref()
+            .map(|s| s.types.clone())
+            .unwrap_or_default();
+        portal.statement.check_shape(&types)?;
+    }
+    Ok(cursor)
 }
 
 /// Whole messages of a reply built in memory.
@@ -353,27 +410,12 @@ impl Iterator for Messages {
 /// Bytes sent to the client in one go while replaying.
 const SEND_BATCH: usize = 64 * 1024;
 
-async fn fetch(
+async fn page(
     later: &Later,
-    asker: &Asker<'_>,
     portal: &mut Portal,
     max_rows: i32,
     out: &Injector,
 ) -> Result<Answer, Failure> {
-    if let Progress::Fresh = portal.progress {
-        let Owned::Fetch(_, wait) = portal.statement.command else {
-            return Err(ProxyError::error("XX000", "not a FETCH portal").into());
-        };
-        let id = portal_job(portal)?.unwrap_or_else(|| unreachable!());
-        let status = ended(later, asker, id, wait).await?;
-        let mut cursor = Cursor::open(later, &status).await?;
-        let columns = cursor.shape.as_ref().map_or(0, Shape::columns);
-        cursor.formats = rows::column_formats(&portal.result_formats, columns)?;
-        if let Some(shape) = &cursor.shape {
-            shape.check_binary(&cursor.formats)?;
-        }
-        portal.progress = Progress::Fetching(Box::new(cursor));
-    }
     let Progress::Fetching(cursor) = &mut portal.progress else {
         return Err(ProxyError::error("XX000", "portal has no cursor").into());
     };
@@ -454,6 +496,23 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// A reply the proxy built (RowDescription first), read as a stored one.
+    fn in_memory(reply: Bytes) -> Cursor {
+        let mut messages = Messages(reply.clone());
+        let shape = messages.next().and_then(Shape::read);
+        Cursor {
+            id: JobId::parse("1").unwrap_or_else(|| unreachable!()),
+            attempt: super::job::Attempt(0),
+            chunks: 0,
+            next_seq: 0,
+            buf: BytesMut::from(&reply[..]),
+            shape,
+            formats: Vec::new(),
+            style: ("ISO, MDY".into(), "postgres".into()),
+            suspended: false,
+        }
+    }
+
     /// Opens the result and reads up to its RowDescription (None if it has none).
     async fn open(later: &Later, status: &JobStatus) -> Result<Cursor, ProxyError> {
         let setting = |name: &str, default: &str| {

@@ -88,11 +88,20 @@ fn unsupported(type_oid: u32) -> ProxyError {
     ProxyError::error(
         "0A000",
         format!(
-            "pglater cannot send a stored result column of type {} in binary format",
-            binary::type_name(type_oid)
+            "pglater cannot send a stored result column of {} in binary format",
+            type_words(type_oid)
         ),
     )
     .with_hint("Ask for this column in text format, or fetch with the simple query protocol.")
+}
+
+/// "type int4" (or "type 12345" for a type without a known name).
+fn type_words(type_oid: u32) -> String {
+    let name = binary::type_name(type_oid);
+    match name.strip_prefix("type ") {
+        Some(_) => name.into_owned(),
+        None => format!("type {name}"),
+    }
 }
 
 /// A DataRow (whole message) with the columns whose format is 1 converted to binary.
@@ -141,8 +150,8 @@ pub fn transcode(
             ConvertError::Malformed { type_oid, detail } => ProxyError::error(
                 "XX000",
                 format!(
-                    "a stored value of type {} could not be converted to binary: {detail}",
-                    binary::type_name(type_oid)
+                    "a stored value of {} could not be converted to binary: {detail}",
+                    type_words(type_oid)
                 ),
             ),
         })?;

@@ -167,6 +167,23 @@ pub fn parse_message(name: &[u8], query: &[u8], types: &[u32]) -> Bytes {
     b.freeze()
 }
 
+/// The same Bind with no result format codes (all text): for a stand-in statement, whose
+/// columns are not the ones the client asks formats for.
+pub fn bind_all_text(bind: &Bind<'_>) -> Bytes {
+    let len =
+        4 + bind.portal.len() + 1 + bind.statement.len() + 1 + bind.formats_and_values.len() + 2;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'B');
+    b.put_u32(len as u32);
+    b.put_slice(bind.portal);
+    b.put_u8(0);
+    b.put_slice(bind.statement);
+    b.put_u8(0);
+    b.put_slice(bind.formats_and_values);
+    b.put_u16(0);
+    b.freeze()
+}
+
 /// A Describe message of a statement ('S') or portal ('P').
 pub fn describe_message(kind: u8, name: &[u8]) -> Bytes {
     let len = 4 + 1 + name.len() + 1;
@@ -197,6 +214,10 @@ mod tests {
         assert_eq!(b.formats_and_values, &body[4..19]);
         assert_eq!(b.result_formats, vec![1]);
         assert_eq!(b.param_format(1), 1);
+        let text = bind_all_text(&b);
+        let again = Bind::read(&text[5..]).unwrap();
+        assert_eq!(again.values, b.values);
+        assert!(again.result_formats.is_empty());
         assert!(Bind::read(&body[..10]).is_none());
     }
 
