@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod cancel;
 pub mod context;
+pub mod extended;
 pub mod listener;
 pub mod relay;
+pub mod replies;
 pub mod secrets;
 pub mod session;
 pub mod tls;

@@ -7,27 +7,29 @@
 
 use super::cancel::SessionSignal;
 use super::context::Proxy;
+use super::extended::{self, Locals, Look};
+use super::replies::{Disposition, Quiet, Request, Tracker};
 use super::session::Established;
 use crate::later::Later;
-use crate::later::command::{self, Prefix};
+use crate::later::command;
 use crate::later::intercept::{self, Asker, Inject, Injector};
 use crate::later::job::Settings;
 use crate::stream::Stream;
-use crate::wire::frame::{FrameScanner, MAX_MESSAGE_LEN};
+use crate::wire::frame::MAX_MESSAGE_LEN;
 use crate::wire::reply::ProxyError;
 use bytes::{Buf, BytesMut};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// Per-direction buffer: one socket read, written on in one go.
 const BUF_SIZE: usize = 32 * 1024;
 /// After a client's protocol violation, how long the server gets to answer it.
 const VIOLATION_GRACE: Duration = Duration::from_secs(5);
-/// How much of an oversized Query is looked at to tell a LATER from anything else.
-const SNIFF: usize = 4096;
+/// How much of an oversized message is looked at to tell a LATER from anything else.
+pub(super) const SNIFF: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -46,22 +48,45 @@ pub enum RelayEnd {
 }
 
 /// State both directions of one session share.
-struct Shared<'a> {
-    later: Option<&'a Later>,
+pub(super) struct Shared<'a> {
+    pub later: Option<&'a Later>,
     user: &'a str,
     database: &'a str,
-    /// Queries (Query, Sync, FunctionCall) whose ReadyForQuery has not come back yet.
-    outstanding: AtomicU32,
-    /// Signalled when `outstanding` drops to zero.
-    idle: Notify,
-    /// Someone waits on `idle`: only then is it signalled (a Notify costs a lock).
-    idle_wanted: AtomicBool,
+    /// Requests forwarded and not answered yet.
+    pub tracker: Tracker,
     /// Transaction status of the last ReadyForQuery.
     status: AtomicU8,
     parameters: Mutex<Settings>,
     startup_settings: &'a Settings,
     /// What the client's CancelRequest reaches while the proxy answers a command.
     signal: &'a SessionSignal,
+}
+
+impl Shared<'_> {
+    /// The session's settings as last reported, for an `Asker`.
+    pub fn parameters(&self) -> Settings {
+        self.parameters
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Who asks, in what session state.
+    pub fn asker<'s>(&'s self, parameters: &'s Settings) -> Asker<'s> {
+        Asker {
+            user: self.user,
+            database: self.database,
+            parameters,
+            startup_settings: self.startup_settings,
+            status: self.status.load(Ordering::Acquire),
+            interrupt: &self.signal.interrupt,
+        }
+    }
+
+    /// Marks the proxy as answering (a CancelRequest meanwhile is for it, not the server).
+    pub fn answering(&self, on: bool) {
+        self.signal.answering.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Which direction ended first.
@@ -96,9 +121,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         later: proxy.later.as_deref(),
         user: &user,
         database: &database,
-        outstanding: AtomicU32::new(0),
-        idle: Notify::new(),
-        idle_wanted: AtomicBool::new(false),
+        tracker: Tracker::default(),
         status: AtomicU8::new(b'I'),
         parameters: Mutex::new(parameters),
         startup_settings: &startup_settings,
@@ -150,7 +173,7 @@ where
     };
 
     match first {
-        First::Shutdown => shutdown(cw, uw, &down.scanner).await,
+        First::Shutdown => shutdown(cw, uw, down.at_boundary()).await,
         First::Up(Stop::Terminate) => RelayEnd::ClientTerminated,
         First::Up(Stop::BadLength) => {
             // The offending header went upstream: let the server answer as it does, then close.
@@ -162,7 +185,7 @@ where
             let _ = cw.shutdown().await;
             RelayEnd::ProtocolViolation
         }
-        First::Up(Stop::Read) => client_gone(uw, &shared.outstanding).await,
+        First::Up(Stop::Read) => client_gone(uw, &shared.tracker).await,
         // The upstream stopped taking bytes, or stopped sending them: it is gone.
         First::Up(Stop::Write) | First::Down => upstream_gone(cw, &down).await,
     }
@@ -179,9 +202,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // Body bytes of the current message still to pass (or to drop, for a refused LATER).
+    // Body bytes of the current message still to pass (or to drop, for a refused message).
     let mut skip = 0usize;
     let mut discard = false;
+    // pglater statements and portals the client made (named by the client).
+    let mut locals = Locals::default();
+    // Requests in the run about to be forwarded (recorded just before it goes).
+    let mut requests: Vec<Request> = Vec::with_capacity(16);
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < BUF_SIZE / 4 {
@@ -213,60 +240,69 @@ where
             }
             let total = len as usize + 1;
             let avail = buf.len() - pos;
-            // Only a well-formed Query (a NUL-terminated string) can be ours; anything else
-            // goes to the server, which words the error.
-            if tag == b'Q'
-                && total > 5
-                && let Some(later) = shared.later
-                && (avail < total || buf[pos + total - 1] == 0)
-            {
-                let body = &buf[pos + 5..pos + total.min(avail)];
-                if command::classify_prefix(body) == Prefix::Maybe {
-                    let limit = later.config.max_script_bytes + SNIFF;
-                    if avail < total && total <= limit {
-                        break; // hold: wait for the whole message
+            let body = &buf[pos + 5..pos + total.min(avail)];
+            let look = match shared.later {
+                Some(later) => extended::look(later, &locals, tag, body, total, avail),
+                None => Look::Forward,
+            };
+            match look {
+                Look::Forward => {}
+                Look::Hold => break,
+                Look::Mine => {
+                    if forward(upstream, shared, &mut requests, &buf[forward_from..pos])
+                        .await
+                        .is_err()
+                    {
+                        return Stop::Write;
                     }
-                    if avail >= total {
-                        let sql = &buf[pos + 5..pos + total - 1];
-                        if let Some(cmd) = command::parse(sql) {
-                            if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
-                                return Stop::Write;
-                            }
-                            if answer(later, shared, cmd, injector).await.is_err() {
-                                return Stop::Read;
-                            }
-                            pos += total;
-                            forward_from = pos;
-                            continue;
-                        }
-                    } else if body.len() >= SNIFF.min(total - 5) && command::is_later_prefix(body) {
-                        // A LATER over the script limit: refuse it without holding it.
-                        if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
-                            return Stop::Write;
-                        }
-                        if refuse_oversized(later, shared, total - 5, injector)
+                    let message = &buf[pos..pos + total];
+                    let later = shared.later.unwrap_or_else(|| unreachable!());
+                    let handled = if tag == b'Q' {
+                        answer_query(later, shared, &message[5..total - 1], injector).await
+                    } else {
+                        extended::handle(later, shared, &mut locals, message, upstream, injector)
                             .await
-                            .is_err()
-                        {
-                            return Stop::Read;
-                        }
-                        skip = total - avail;
-                        discard = true;
-                        pos = buf.len();
-                        forward_from = pos;
-                        break;
-                    } else if avail < total && body.len() < SNIFF.min(total - 5) {
-                        break; // need a longer look
+                    };
+                    match handled {
+                        Ok(()) => {}
+                        Err(extended::Broken::Client) => return Stop::Read,
+                        Err(extended::Broken::Upstream) => return Stop::Write,
                     }
+                    pos += total;
+                    forward_from = pos;
+                    continue;
+                }
+                Look::Refuse => {
+                    // Over the size limit: refused without holding it.
+                    if forward(upstream, shared, &mut requests, &buf[forward_from..pos])
+                        .await
+                        .is_err()
+                    {
+                        return Stop::Write;
+                    }
+                    let later = shared.later.unwrap_or_else(|| unreachable!());
+                    let refused =
+                        refuse_oversized(later, shared, tag, total - 5, upstream, injector).await;
+                    match refused {
+                        Ok(()) => {}
+                        Err(extended::Broken::Client) => return Stop::Read,
+                        Err(extended::Broken::Upstream) => return Stop::Write,
+                    }
+                    skip = total - avail;
+                    discard = true;
+                    pos = buf.len();
+                    forward_from = pos;
+                    break;
                 }
             }
+            if let Some(r) = Request::of(tag, body.first().copied()) {
+                requests.push(r);
+            }
             match tag {
-                b'Q' | b'S' | b'F' => {
-                    shared.outstanding.fetch_add(1, Ordering::AcqRel);
-                }
+                b'Q' => locals.query_sent(),
                 b'X' => {
                     let end = pos + total.min(avail);
-                    let _ = write_run(upstream, &buf[forward_from..end]).await;
+                    let _ = forward(upstream, shared, &mut requests, &buf[forward_from..end]).await;
                     return Stop::Terminate;
                 }
                 _ => {}
@@ -278,7 +314,10 @@ where
             }
             pos += total;
         }
-        if write_run(upstream, &buf[forward_from..pos]).await.is_err() {
+        if forward(upstream, shared, &mut requests, &buf[forward_from..pos])
+            .await
+            .is_err()
+        {
             return Stop::Write;
         }
         if let Some(stop) = stop {
@@ -289,6 +328,24 @@ where
     }
 }
 
+/// Forwards a run of client bytes, recording first the requests in it (their replies may
+/// come back before the write returns).
+async fn forward<W: AsyncWrite + Unpin>(
+    upstream: &mut W,
+    shared: &Shared<'_>,
+    requests: &mut Vec<Request>,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    if !requests.is_empty() {
+        shared.tracker.with(|p| {
+            for r in requests.drain(..) {
+                p.push(r);
+            }
+        });
+    }
+    write_run(upstream, bytes).await
+}
+
 async fn write_run<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
@@ -297,41 +354,42 @@ async fn write_run<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::R
     w.flush().await
 }
 
-/// Waits until the server has answered everything sent before, then answers `cmd`.
-async fn answer(
+/// Answers a pglater command sent as a Query, once the server has answered everything sent
+/// before. A server skipping to Sync after an extended-protocol error discards a Query, and
+/// so does the proxy.
+async fn answer_query(
     later: &Later,
     shared: &Shared<'_>,
-    cmd: command::Command<'_>,
+    sql: &[u8],
     injector: &Injector,
-) -> Result<(), intercept::Gone> {
-    wait_idle(shared).await;
-    let parameters = shared
-        .parameters
-        .lock()
-        .map(|p| p.clone())
-        .unwrap_or_default();
-    let asker = Asker {
-        user: shared.user,
-        database: shared.database,
-        parameters: &parameters,
-        startup_settings: shared.startup_settings,
-        status: shared.status.load(Ordering::Acquire),
-        interrupt: &shared.signal.interrupt,
+) -> Result<(), extended::Broken> {
+    if shared.tracker.quiesce().await == Quiet::Skipping {
+        return Ok(());
+    }
+    let Some(cmd) = command::parse(sql) else {
+        return Ok(());
     };
-    // The server is idle meanwhile: a CancelRequest now is for us, not for it.
-    shared.signal.answering.store(true, Ordering::SeqCst);
+    let parameters = shared.parameters();
+    let asker = shared.asker(&parameters);
+    shared.answering(true);
     let result = intercept::handle(later, &asker, cmd, injector).await;
-    shared.signal.answering.store(false, Ordering::SeqCst);
-    result
+    shared.answering(false);
+    result.map_err(|_| extended::Broken::Client)
 }
 
-async fn refuse_oversized(
+/// Refuses a LATER (or a Bind of one) over `later.max_script_bytes`.
+async fn refuse_oversized<W: AsyncWrite + Unpin>(
     later: &Later,
     shared: &Shared<'_>,
+    tag: u8,
     size: usize,
+    upstream: &mut W,
     injector: &Injector,
-) -> Result<(), intercept::Gone> {
-    wait_idle(shared).await;
+) -> Result<(), extended::Broken> {
+    let quiet = shared.tracker.quiesce().await;
+    if quiet == Quiet::Skipping {
+        return Ok(());
+    }
     let e = ProxyError::error(
         "54000",
         format!(
@@ -339,38 +397,39 @@ async fn refuse_oversized(
             later.config.max_script_bytes
         ),
     );
-    intercept::send_error(injector, &e, shared.status.load(Ordering::Acquire)).await
-}
-
-async fn wait_idle(shared: &Shared<'_>) {
-    // SeqCst on both sides (here and where ReadyForQuery is counted): either the counter
-    // already reads zero here, or the other side sees the flag and signals.
-    shared.idle_wanted.store(true, Ordering::SeqCst);
-    loop {
-        let notified = shared.idle.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if shared.outstanding.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        notified.await;
+    if tag == b'Q' {
+        return intercept::send_error(injector, &e, shared.status.load(Ordering::Acquire))
+            .await
+            .map_err(|_| extended::Broken::Client);
     }
-    shared.idle_wanted.store(false, Ordering::SeqCst);
+    extended::fail_step(shared, &e, upstream, injector).await
 }
 
 /// Bookkeeping of the client-bound stream.
 #[derive(Default)]
 struct Downstream {
-    scanner: FrameScanner,
+    /// Body bytes of the current message still to come.
+    remaining: usize,
+    /// The current message is hidden from the client (the reply to a probe of ours).
+    swallowing: bool,
     last_tag: u8,
     /// A ReadyForQuery whose status byte has not arrived yet.
     status_pending: bool,
     /// Part of a ParameterStatus message cut by a read.
     partial_parameter: Option<(usize, Vec<u8>)>,
+    /// The server's framing could not be followed: its bytes pass on untracked.
+    lost: bool,
     /// Writing a proxy reply: the server's bytes wait until it is complete.
     injecting: bool,
     /// The upstream-bound direction is gone: no more replies of ours will come.
     injections_closed: bool,
+}
+
+impl Downstream {
+    /// The client has been sent whole messages only.
+    fn at_boundary(&self) -> bool {
+        self.remaining == 0 && !self.lost
+    }
 }
 
 async fn upstream_to_client<R, W>(
@@ -385,10 +444,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // The server is trusted: a header we cannot parse only ends our bookkeeping, not the relay.
-    let mut framed = true;
     loop {
-        let may_inject = !down.injections_closed && (down.injecting || down.scanner.at_boundary());
+        let may_inject = !down.injections_closed && (down.injecting || down.at_boundary());
         tokio::select! {
             biased;
             inj = injections.recv(), if may_inject => match inj {
@@ -415,73 +472,106 @@ where
                     Ok(0) | Err(_) => return Stop::Read,
                     Ok(_) => {}
                 }
-                if framed {
-                    framed = track(shared, down, buf);
-                }
-                if client.write_all(buf).await.is_err() || client.flush().await.is_err() {
+                let (keep, consumed) = walk(shared, down, buf);
+                if keep > 0
+                    && (client.write_all(&buf[..keep]).await.is_err()
+                        || client.flush().await.is_err())
+                {
                     return Stop::Write;
                 }
-                buf.clear();
+                if consumed == buf.len() {
+                    buf.clear();
+                } else {
+                    // A header cut by the read: kept until it is whole.
+                    buf.advance(consumed);
+                }
+                if buf.capacity() < BUF_SIZE / 4 {
+                    buf.reserve(BUF_SIZE);
+                }
             }
         }
     }
 }
 
-/// Follows the server's messages in `data`; false if the framing was lost.
-fn track(shared: &Shared<'_>, down: &mut Downstream, data: &[u8]) -> bool {
-    if down.status_pending
-        && let Some(&s) = data.first()
-    {
-        down.status_pending = false;
-        shared.status.store(s, Ordering::Release);
+/// Follows the server's messages in `buf`, matching them against the requests they answer.
+/// Messages to hide are cut out in place. Returns how many bytes at the front are to go to
+/// the client, and how many were consumed (the rest is a header cut by the read).
+fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usize, usize) {
+    if down.lost {
+        return (buf.len(), buf.len());
     }
-    if let Some((need, mut part)) = down.partial_parameter.take() {
-        let take = (need - part.len()).min(data.len());
-        part.extend_from_slice(&data[..take]);
-        if part.len() == need {
-            record_parameter(shared, &part);
-        } else {
-            down.partial_parameter = Some((need, part));
-        }
-    }
-    let mut last_tag = down.last_tag;
-    let mut status_pending = false;
-    let mut partial = None;
-    let scanned = down.scanner.feed(data, |h, end| {
-        last_tag = h.tag;
-        match h.tag {
-            b'Z' => {
-                match data.get(end) {
-                    Some(&s) => shared.status.store(s, Ordering::Release),
-                    None => status_pending = true,
+    let len = buf.len();
+    let mut pos = 0;
+    let mut out = 0;
+    shared.tracker.with(|pending| {
+        loop {
+            if down.remaining > 0 {
+                let take = down.remaining.min(len - pos);
+                if take == 0 {
+                    break;
                 }
-                let before =
-                    shared
-                        .outstanding
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                if before == Ok(1) && shared.idle_wanted.load(Ordering::SeqCst) {
-                    shared.idle.notify_waiters();
+                if down.status_pending {
+                    down.status_pending = false;
+                    shared.status.store(buf[pos], Ordering::Release);
+                }
+                if let Some((need, mut part)) = down.partial_parameter.take() {
+                    let more = (need - part.len()).min(take);
+                    part.extend_from_slice(&buf[pos..pos + more]);
+                    if part.len() == need {
+                        record_parameter(shared, &part);
+                    } else {
+                        down.partial_parameter = Some((need, part));
+                    }
+                }
+                if !down.swallowing {
+                    if out != pos {
+                        buf.copy_within(pos..pos + take, out);
+                    }
+                    out += take;
+                }
+                pos += take;
+                down.remaining -= take;
+                if down.remaining > 0 {
+                    break;
                 }
             }
-            b'S' => {
-                let body_len = h.len as usize - 4;
-                if data.len() >= end + body_len {
-                    record_parameter(shared, &data[end..end + body_len]);
-                } else {
-                    partial = Some((body_len, data[end..].to_vec()));
-                }
+            if len - pos < 5 {
+                break;
             }
-            _ => {}
+            let tag = buf[pos];
+            let n = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            if n < 4 {
+                // The server is trusted: a header we cannot read only ends our bookkeeping.
+                down.lost = true;
+                if out != pos {
+                    buf.copy_within(pos..len, out);
+                }
+                out += len - pos;
+                pos = len;
+                break;
+            }
+            let body = n as usize - 4;
+            down.swallowing = pending.reply(tag) == Disposition::Swallow;
+            down.last_tag = tag;
+            let at = pos + 5;
+            match tag {
+                // The status byte is read as the body passes, below.
+                b'Z' if body >= 1 => down.status_pending = true,
+                b'S' if len >= at + body => record_parameter(shared, &buf[at..at + body]),
+                b'S' => down.partial_parameter = Some((body, Vec::with_capacity(body))),
+                _ => {}
+            }
+            if !down.swallowing {
+                if out != pos {
+                    buf.copy_within(pos..at, out);
+                }
+                out += 5;
+            }
+            pos = at;
+            down.remaining = body;
         }
     });
-    down.last_tag = last_tag;
-    if status_pending {
-        down.status_pending = true;
-    }
-    if partial.is_some() {
-        down.partial_parameter = partial;
-    }
-    scanned.is_ok()
+    (out, pos)
 }
 
 /// ParameterStatus body: name\0value\0.
@@ -504,10 +594,10 @@ fn record_parameter(shared: &Shared<'_>, body: &[u8]) {
 
 /// The client hung up: end the upstream session, and say whether a query was still running
 /// (the caller then cancels it so the backend is freed at once).
-async fn client_gone<W: AsyncWrite + Unpin>(uw: &mut W, outstanding: &AtomicU32) -> RelayEnd {
+async fn client_gone<W: AsyncWrite + Unpin>(uw: &mut W, tracker: &Tracker) -> RelayEnd {
     let _ = uw.write_all(&[b'X', 0, 0, 0, 4]).await;
     let _ = uw.shutdown().await;
-    if outstanding.load(Ordering::Relaxed) > 0 {
+    if !tracker.is_empty() {
         RelayEnd::ClientGoneWhileBusy
     } else {
         RelayEnd::ClientGone
@@ -516,7 +606,7 @@ async fn client_gone<W: AsyncWrite + Unpin>(uw: &mut W, outstanding: &AtomicU32)
 
 /// The server closed: unless it said why itself (a FATAL it sent last), tell the client.
 async fn upstream_gone<W: AsyncWrite + Unpin>(cw: &mut W, down: &Downstream) -> RelayEnd {
-    if down.scanner.at_boundary() && !down.injecting && down.last_tag != b'E' {
+    if down.at_boundary() && !down.injecting && down.last_tag != b'E' {
         let e = ProxyError::fatal("08006", "server closed the connection unexpectedly")
             .with_detail("pglater lost its connection to the upstream server.");
         let _ = cw.write_all(&e.to_bytes()).await;
@@ -525,12 +615,12 @@ async fn upstream_gone<W: AsyncWrite + Unpin>(cw: &mut W, down: &Downstream) -> 
     RelayEnd::UpstreamGone
 }
 
-async fn shutdown<CW, UW>(cw: &mut CW, uw: &mut UW, to_client: &FrameScanner) -> RelayEnd
+async fn shutdown<CW, UW>(cw: &mut CW, uw: &mut UW, at_boundary: bool) -> RelayEnd
 where
     CW: AsyncWrite + Unpin,
     UW: AsyncWrite + Unpin,
 {
-    if to_client.at_boundary() {
+    if at_boundary {
         let e = ProxyError::fatal(
             "57P01",
             "terminating connection due to administrator command",

@@ -4,7 +4,7 @@
 
 use super::conn::JobConn;
 use super::id::JobId;
-use super::job::{Attempt, JobState, Outcome};
+use super::job::{Attempt, BoundParams, JobState, Outcome};
 use super::store::Store;
 use crate::upstream::Upstream;
 use crate::upstream::cancel::send_cancel;
@@ -33,6 +33,9 @@ pub struct Sink<'a> {
     max_bytes: u64,
     exceeded: bool,
     rows: i64,
+    /// Statement results seen, and whether the last one's rows are still coming.
+    results: i32,
+    result_open: bool,
     first_error: Option<(String, String)>,
     /// Set (to the limit) when the job's statement was cancelled for exceeding it.
     timeout: Option<(
@@ -55,6 +58,8 @@ impl<'a> Sink<'a> {
             max_bytes,
             exceeded: false,
             rows: 0,
+            results: 0,
+            result_open: false,
             first_error: None,
             timeout: None,
         }
@@ -84,6 +89,22 @@ impl<'a> Sink<'a> {
             self.exceeded = true;
         }
         !self.exceeded
+    }
+
+    /// Follows statement results: a RowDescription starts one, and a CommandComplete or
+    /// EmptyQueryResponse ends one (or is one, for a statement without rows).
+    fn count_result(&mut self, tag: u8) {
+        match tag {
+            b'T' => {
+                self.results += 1;
+                self.result_open = true;
+            }
+            b'C' | b'I' => {
+                self.results += i32::from(!self.result_open);
+                self.result_open = false;
+            }
+            _ => {}
+        }
     }
 
     /// Appends bytes of an admitted message.
@@ -144,6 +165,7 @@ impl<'a> Sink<'a> {
             bytes: 0,
             chunks: 0,
             error_in_result: true,
+            result_sets: 0,
         };
         self.close(outcome)
     }
@@ -158,6 +180,7 @@ impl<'a> Sink<'a> {
             bytes: 0,
             chunks: 0,
             error_in_result: false,
+            result_sets: 0,
         };
         Captured {
             outcome,
@@ -183,7 +206,12 @@ enum Current {
 
 /// Messages stored as they come; the rest are read whole and handled.
 fn kept(tag: u8) -> bool {
-    !matches!(tag, b'E' | b'Z' | b'S' | b'A' | b'G' | b'W' | b'K' | b'v')
+    // ParseComplete, BindComplete and NoData answer the extended protocol's steps (a job
+    // submitted through it runs through it); they are not part of a statement's result.
+    !matches!(
+        tag,
+        b'E' | b'Z' | b'S' | b'A' | b'G' | b'W' | b'K' | b'v' | b'1' | b'2' | b'n'
+    )
 }
 
 /// Runs `script` and captures its results; returns the outcome and the final transaction
@@ -192,9 +220,14 @@ pub async fn run(
     conn: &mut JobConn,
     upstream: &Upstream,
     script: &[u8],
+    params: Option<&BoundParams>,
     sink: &mut Sink<'_>,
 ) -> Result<u8, CaptureError> {
-    conn.send_query(script).await.map_err(CaptureError::Io)?;
+    match params {
+        None => conn.send_query(script).await,
+        Some(p) => conn.send_statement(script, p).await,
+    }
+    .map_err(CaptureError::Io)?;
     // The connection's own read buffer, reused from job to job.
     let mut buf = std::mem::take(&mut conn.read_buf);
     if buf.capacity() == 0 {
@@ -246,6 +279,7 @@ async fn read_replies(
                     let body = len as usize - 4;
                     if kept(tag) {
                         let store = sink.admit(len as usize + 1);
+                        sink.count_result(tag);
                         if store {
                             rows += i64::from(tag == b'D');
                             sink.push(&header).await.map_err(CaptureError::Store)?;
@@ -288,6 +322,7 @@ async fn read_replies(
                             return Ok(status);
                         }
                         b'E' => {
+                            sink.result_open = false;
                             let mut fields = ErrorFields::parse(&held[5..]);
                             // The proxy cancelled it for running too long: say so.
                             let limit_message;
@@ -375,6 +410,7 @@ impl Sink<'_> {
             bytes: 0,
             chunks: 0,
             error_in_result: true,
+            result_sets: self.results,
         };
         self.close(outcome)
     }

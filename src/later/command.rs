@@ -15,6 +15,8 @@ pub enum Command<'a> {
     LaterEmpty,
     /// `FETCH LATER <id> [WAIT [<seconds>]]`.
     Fetch(JobId, Option<Wait>),
+    /// `FETCH LATER $<n> [WAIT [<seconds>]]`: the id is a bound parameter (extended protocol).
+    FetchParam(u16, Option<Wait>),
     Show(Option<JobId>),
     Cancel(JobId),
 }
@@ -69,6 +71,28 @@ pub fn is_later_prefix(sql: &[u8]) -> bool {
 
 /// Parses a whole Query body (the SQL text, without its terminating NUL).
 pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
+    parse_text(sql, false)
+}
+
+/// Parses the query text of a Parse message: as `parse`, and the job id of FETCH LATER may
+/// be a parameter (`$1`).
+pub fn parse_statement(sql: &[u8]) -> Option<Command<'_>> {
+    parse_text(sql, true)
+}
+
+/// The text with `LATER [AT|IN '...']` blanked out: the statement alone, at the same
+/// offsets, so positions the server reports in it are positions in what the client sent.
+pub fn statement_of_later(sql: &[u8], script: &[u8]) -> Vec<u8> {
+    let start = sql.len() - skip_blank(sql).map_or(0, <[u8]>::len);
+    let script_at = (script.as_ptr() as usize).saturating_sub(sql.as_ptr() as usize);
+    let mut out = sql.to_vec();
+    if start <= script_at && script_at <= out.len() {
+        out[start..script_at].fill(b' ');
+    }
+    out
+}
+
+fn parse_text(sql: &[u8], params: bool) -> Option<Command<'_>> {
     let rest = skip_blank(sql)?;
     if let Some(after) = keyword(rest, b"later") {
         let mut script = skip_blank(after)?;
@@ -93,17 +117,28 @@ pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
     }
     if let Some(after) = keyword(rest, b"fetch") {
         let after = keyword(skip_blank(after)?, b"later")?;
-        let (id, tail) = job_id(skip_blank(after)?)?;
+        let after = skip_blank(after)?;
+        let (param, id, tail) = match (params, parameter(after)) {
+            (true, Some((n, tail))) => (Some(n), None, tail),
+            _ => {
+                let (id, tail) = job_id(after)?;
+                (None, Some(id), tail)
+            }
+        };
+        let make = |w| match (param, id) {
+            (Some(n), _) => Command::FetchParam(n, w),
+            (_, id) => Command::Fetch(id.unwrap_or_else(|| unreachable!()), w),
+        };
         if end(tail) {
-            return Some(Command::Fetch(id, None));
+            return Some(make(None));
         }
         let after_wait = keyword(skip_blank(tail)?, b"wait")?;
         let rest = skip_blank(after_wait)?;
         if end(rest) {
-            return Some(Command::Fetch(id, Some(Wait::Unbounded)));
+            return Some(make(Some(Wait::Unbounded)));
         }
         let (secs, tail) = seconds(rest)?;
-        return end(tail).then_some(Command::Fetch(id, Some(Wait::UpTo(secs))));
+        return end(tail).then(|| make(Some(Wait::UpTo(secs))));
     }
     if let Some(after) = keyword(rest, b"cancel") {
         let after = keyword(skip_blank(after)?, b"later")?;
@@ -156,6 +191,22 @@ fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
     }
     let text = std::str::from_utf8(&s[..digits]).ok()?;
     Some((JobId::parse(text)?, rest))
+}
+
+/// A parameter reference `$<n>` and what follows.
+fn parameter(s: &[u8]) -> Option<(u16, &[u8])> {
+    let s = s.strip_prefix(b"$")?;
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let n: u16 = std::str::from_utf8(&s[..digits]).ok()?.parse().ok()?;
+    let rest = &s[digits..];
+    if n == 0
+        || rest
+            .first()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        return None;
+    }
+    Some((n, rest))
 }
 
 /// A standard string literal `'...'` ('' for a quote); its value and what follows.
@@ -252,6 +303,29 @@ fn skip_blank(mut s: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_of_parse_messages() {
+        assert_eq!(
+            parse_statement(b"FETCH LATER $1 WAIT 5"),
+            Some(Command::FetchParam(
+                1,
+                Some(Wait::UpTo(std::time::Duration::from_secs(5)))
+            ))
+        );
+        assert_eq!(parse(b"FETCH LATER $1"), None);
+        assert_eq!(parse_statement(b"fetch later $1x"), None);
+        let sql = b" /* c */ LATER IN '1 s' INSERT INTO t VALUES ($1)";
+        let Some(Command::Later(script, _)) = parse_statement(sql) else {
+            panic!("not a LATER");
+        };
+        let blanked = statement_of_later(sql, script);
+        assert_eq!(blanked.len(), sql.len());
+        assert_eq!(
+            String::from_utf8(blanked).unwrap(),
+            " /* c */                INSERT INTO t VALUES ($1)"
+        );
+    }
 
     fn id(n: i64) -> JobId {
         JobId::parse(&n.to_string()).unwrap()

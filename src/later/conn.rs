@@ -1,7 +1,7 @@
 //! A raw protocol connection on which jobs run, logged in as the job's owner, in its database,
 //! with its session parameters as startup parameters (so `DISCARD ALL` returns to them).
 
-use super::job::Settings;
+use super::job::{BoundParams, Settings};
 use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
@@ -110,6 +110,35 @@ impl JobConn {
         out.put_u32(sql.len() as u32 + 5);
         out.put_slice(sql);
         out.put_u8(0);
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await
+    }
+
+    /// Runs one statement through the extended protocol with its bound parameters, results
+    /// in text format: Parse, Bind, Describe (for the RowDescription a simple run would
+    /// give), Execute, Sync, in one write.
+    pub async fn send_statement(&mut self, sql: &[u8], params: &BoundParams) -> io::Result<()> {
+        let too_long = || io::Error::other("statement or parameters too long");
+        let mut out = BytesMut::with_capacity(sql.len() + params.formats_and_values.len() + 64);
+        let parse_len = 4 + 1 + sql.len() + 1 + 2 + 4 * params.types.len();
+        out.put_u8(b'P');
+        out.put_u32(u32::try_from(parse_len).map_err(|_| too_long())?);
+        out.put_u8(0);
+        out.put_slice(sql);
+        out.put_u8(0);
+        out.put_u16(params.types.len() as u16);
+        for t in &params.types {
+            out.put_u32(*t);
+        }
+        let bind_len = 4 + 2 + params.formats_and_values.len() + 2;
+        out.put_u8(b'B');
+        out.put_u32(u32::try_from(bind_len).map_err(|_| too_long())?);
+        out.put_slice(&[0, 0]);
+        out.put_slice(&params.formats_and_values);
+        out.put_u16(0); // every result column in text
+        out.put_slice(&[b'D', 0, 0, 0, 6, b'P', 0]);
+        out.put_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+        out.put_slice(&[b'S', 0, 0, 0, 4]);
         self.stream.write_all(&out).await?;
         self.stream.flush().await
     }

@@ -4,7 +4,7 @@
 
 use super::command::{Command, Wait, When};
 use super::id::JobId;
-use super::job::{CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
+use super::job::{BoundParams, CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
 use super::service::Later;
 use super::store::ResolveError;
 use crate::wire::reply::{self, Column, ProxyError};
@@ -34,11 +34,11 @@ impl Injector {
         Self { tx }
     }
 
-    async fn send(&self, b: Bytes) -> Result<(), Gone> {
+    pub async fn send(&self, b: Bytes) -> Result<(), Gone> {
         self.tx.send(Inject::Bytes(b)).await.map_err(|_| Gone)
     }
 
-    async fn done(&self) -> Result<(), Gone> {
+    pub async fn done(&self) -> Result<(), Gone> {
         let (ack, acked) = oneshot::channel();
         self.tx.send(Inject::Done(ack)).await.map_err(|_| Gone)?;
         acked.await.map_err(|_| Gone)
@@ -64,7 +64,7 @@ pub struct Asker<'a> {
 }
 
 impl Asker<'_> {
-    fn parameter(&self, name: &str) -> Option<&str> {
+    pub fn parameter(&self, name: &str) -> Option<&str> {
         self.parameters
             .iter()
             .rev()
@@ -72,11 +72,11 @@ impl Asker<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    fn encoding(&self) -> &str {
+    pub fn encoding(&self) -> &str {
         self.parameter("client_encoding").unwrap_or("UTF8")
     }
 
-    fn ready(&self) -> Bytes {
+    pub fn ready(&self) -> Bytes {
         let status = match self.status {
             b'T' => TransactionStatus::Transaction,
             b'E' => TransactionStatus::Error,
@@ -107,6 +107,8 @@ pub async fn handle(
         Command::Show(id) => show_reply(later, asker, id).await,
         Command::Cancel(id) => cancel_reply(later, asker, id).await,
         Command::Fetch(id, wait) => return fetch(later, asker, id, wait, out).await,
+        // `$1` only means something in a Parse message.
+        Command::FetchParam(..) => Err(ProxyError::error("42P02", "there is no parameter $1")),
     };
     let mut b = match reply {
         Ok(b) => b,
@@ -118,7 +120,7 @@ pub async fn handle(
 }
 
 /// The proxy's error messages are ASCII apart from store details, which are best effort.
-fn error_bytes(e: &ProxyError, _asker: &Asker<'_>) -> BytesMut {
+pub fn error_bytes(e: &ProxyError, _asker: &Asker<'_>) -> BytesMut {
     let mut b = BytesMut::new();
     e.encode(&mut b);
     b
@@ -130,6 +132,34 @@ async fn later_reply(
     script: &[u8],
     when: Option<When>,
 ) -> Result<BytesMut, ProxyError> {
+    let id = submit(later, asker, script, when, None).await?;
+    let mut b = later_description();
+    reply::data_row(&mut b, &[Some(&id.to_string())]);
+    reply::command_complete(&mut b, "SELECT 1");
+    Ok(b)
+}
+
+/// LATER's one column.
+pub fn later_description() -> BytesMut {
+    let mut b = BytesMut::with_capacity(64);
+    reply::row_description(
+        &mut b,
+        &[Column {
+            name: "job_id",
+            type_oid: reply::INT8,
+        }],
+    );
+    b
+}
+
+/// Queues a job; returns once it is durable in the store.
+pub async fn submit(
+    later: &Later,
+    asker: &Asker<'_>,
+    script: &[u8],
+    when: Option<When>,
+    params: Option<BoundParams>,
+) -> Result<JobId, ProxyError> {
     if script.len() > later.config.max_script_bytes {
         return Err(ProxyError::error(
             "54000",
@@ -178,6 +208,7 @@ async fn later_reply(
         script: script.to_vec(),
         settings,
         run_at,
+        params,
     };
     let id = job.id;
     later.enqueuer.submit(job).await.map_err(|e| {
@@ -187,20 +218,14 @@ async fn later_reply(
         )
         .with_detail(e)
     })?;
-    let mut b = BytesMut::with_capacity(64);
-    reply::row_description(
-        &mut b,
-        &[Column {
-            name: "job_id",
-            type_oid: reply::INT8,
-        }],
-    );
-    reply::data_row(&mut b, &[Some(&id.to_string())]);
-    reply::command_complete(&mut b, "SELECT 1");
-    Ok(b)
+    Ok(id)
 }
 
-async fn cancel_reply(later: &Later, asker: &Asker<'_>, id: JobId) -> Result<BytesMut, ProxyError> {
+pub async fn cancel_reply(
+    later: &Later,
+    asker: &Asker<'_>,
+    id: JobId,
+) -> Result<BytesMut, ProxyError> {
     let admin = later.is_admin(asker.user);
     let (was, now) = later
         .store
@@ -222,6 +247,14 @@ async fn cancel_reply(later: &Later, asker: &Asker<'_>, id: JobId) -> Result<Byt
         }
         (_, s) => s.as_str(),
     };
+    let mut b = cancel_description();
+    reply::data_row(&mut b, &[Some(&id.to_string()), Some(state)]);
+    reply::command_complete(&mut b, "SELECT 1");
+    Ok(b)
+}
+
+/// CANCEL LATER's columns.
+pub fn cancel_description() -> BytesMut {
     let mut b = BytesMut::with_capacity(96);
     reply::row_description(
         &mut b,
@@ -236,9 +269,7 @@ async fn cancel_reply(later: &Later, asker: &Asker<'_>, id: JobId) -> Result<Byt
             },
         ],
     );
-    reply::data_row(&mut b, &[Some(&id.to_string()), Some(state)]);
-    reply::command_complete(&mut b, "SELECT 1");
-    Ok(b)
+    b
 }
 
 /// SQLSTATEs PostgreSQL gives for a bad timestamp or interval (ProxyError codes are static).
@@ -253,11 +284,11 @@ fn invalid_time_code(code: &str) -> &'static str {
     }
 }
 
-fn no_such_job(id: JobId) -> ProxyError {
+pub fn no_such_job(id: JobId) -> ProxyError {
     ProxyError::error("42704", format!("job {id} does not exist"))
 }
 
-async fn show_reply(
+pub async fn show_reply(
     later: &Later,
     asker: &Asker<'_>,
     id: Option<JobId>,
@@ -271,25 +302,7 @@ async fn show_reply(
     if let (Some(id), true) = (id, rows.is_empty()) {
         return Err(no_such_job(id));
     }
-    const COLUMNS: [(&str, u32); 11] = [
-        ("job_id", reply::INT8),
-        ("state", reply::TEXT),
-        ("submitted", reply::TIMESTAMPTZ),
-        ("started", reply::TIMESTAMPTZ),
-        ("finished", reply::TIMESTAMPTZ),
-        ("duration", reply::INTERVAL),
-        ("rows", reply::INT8),
-        ("sqlstate", reply::TEXT),
-        ("error", reply::TEXT),
-        ("script", reply::TEXT),
-        ("run_at", reply::TIMESTAMPTZ),
-    ];
-    let mut b = BytesMut::with_capacity(256);
-    let columns: Vec<Column> = COLUMNS
-        .iter()
-        .map(|&(name, type_oid)| Column { name, type_oid })
-        .collect();
-    reply::row_description(&mut b, &columns);
+    let mut b = show_description();
     let enc = asker.encoding();
     for row in &rows {
         let mut values: Vec<Option<Vec<u8>>> = row
@@ -315,8 +328,32 @@ async fn show_reply(
     Ok(b)
 }
 
+/// SHOW LATER's columns.
+pub fn show_description() -> BytesMut {
+    const COLUMNS: [(&str, u32); 11] = [
+        ("job_id", reply::INT8),
+        ("state", reply::TEXT),
+        ("submitted", reply::TIMESTAMPTZ),
+        ("started", reply::TIMESTAMPTZ),
+        ("finished", reply::TIMESTAMPTZ),
+        ("duration", reply::INTERVAL),
+        ("rows", reply::INT8),
+        ("sqlstate", reply::TEXT),
+        ("error", reply::TEXT),
+        ("script", reply::TEXT),
+        ("run_at", reply::TIMESTAMPTZ),
+    ];
+    let mut b = BytesMut::with_capacity(256);
+    let columns: Vec<Column> = COLUMNS
+        .iter()
+        .map(|&(name, type_oid)| Column { name, type_oid })
+        .collect();
+    reply::row_description(&mut b, &columns);
+    b
+}
+
 /// Outcome of waiting for a job to end.
-enum Waited {
+pub enum Waited {
     Ended(JobStatus),
     Unfinished(JobStatus),
     Error(ProxyError),
@@ -324,7 +361,7 @@ enum Waited {
 
 /// The job's status once it has ended, or once `wait` is over. No upstream connection is
 /// held meanwhile: the wait is on the store's notifications (and a slow re-check).
-async fn await_end(later: &Later, asker: &Asker<'_>, id: JobId, wait: Option<Wait>) -> Waited {
+pub async fn await_end(later: &Later, asker: &Asker<'_>, id: JobId, wait: Option<Wait>) -> Waited {
     const RECHECK: Duration = Duration::from_secs(1);
     let admin = later.is_admin(asker.user);
     let deadline = match wait {
@@ -378,16 +415,7 @@ async fn fetch(
     let status = match await_end(later, asker, id, wait).await {
         Waited::Ended(s) => s,
         Waited::Error(e) => return finish_with_error(out, asker, &e).await,
-        Waited::Unfinished(s) => {
-            let e = ProxyError::error(
-                "55000",
-                format!("job {id} is not finished: it is {}", s.state),
-            )
-            .with_hint(format!(
-                "Use FETCH LATER {id} WAIT to wait for it, or SHOW LATER {id} to follow it."
-            ));
-            return finish_with_error(out, asker, &e).await;
-        }
+        Waited::Unfinished(s) => return finish_with_error(out, asker, &unfinished(&s)).await,
     };
     if status.error_in_result {
         for seq in 0..status.chunks {
@@ -407,6 +435,17 @@ async fn fetch(
     }
     out.send(asker.ready()).await?;
     out.done().await
+}
+
+pub fn unfinished(s: &JobStatus) -> ProxyError {
+    let id = s.id;
+    ProxyError::error(
+        "55000",
+        format!("job {id} is not finished: it is {}", s.state),
+    )
+    .with_hint(format!(
+        "Use FETCH LATER {id} WAIT to wait for it, or SHOW LATER {id} to follow it."
+    ))
 }
 
 async fn finish_with_error(out: &Injector, asker: &Asker<'_>, e: &ProxyError) -> Result<(), Gone> {
@@ -429,13 +468,13 @@ pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<()
     out.done().await
 }
 
-fn store_error(e: &anyhow::Error) -> ProxyError {
+pub fn store_error(e: &anyhow::Error) -> ProxyError {
     tracing::warn!(error = %format!("{e:#}"), "job store request failed");
     ProxyError::error("58030", "the job store is unavailable").with_detail(format!("{e:#}"))
 }
 
 /// ProxyError codes are static; map a stored code back to one.
-fn static_code(code: Option<&str>) -> &'static str {
+pub fn static_code(code: Option<&str>) -> &'static str {
     match code {
         Some("40003") => "40003",
         Some("08006") => "08006",

@@ -81,6 +81,8 @@ pub struct NewJob {
     pub settings: Settings,
     /// No start before this time (ISO 8601, UTC); None: at once.
     pub run_at: Option<String>,
+    /// Submitted through the extended protocol: one statement and its bound parameters.
+    pub params: Option<BoundParams>,
 }
 
 /// A job a worker has claimed.
@@ -94,6 +96,45 @@ pub struct ClaimedJob {
     pub settings: Settings,
     /// A re-run of an interrupted job: it must not be able to write.
     pub read_only: bool,
+    /// Run through the extended protocol with these parameters.
+    pub params: Option<BoundParams>,
+}
+
+/// The parameters of a statement submitted through the extended protocol: the types the
+/// client declared in Parse (0: let the server infer) and Bind's parameter formats and values,
+/// as sent. The worker prepares the statement with the same types and binds the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundParams {
+    pub types: Vec<u32>,
+    /// Bind's body from its parameter format codes up to (not including) its result formats.
+    pub formats_and_values: Vec<u8>,
+}
+
+impl BoundParams {
+    /// Stored form: the type count (u16) and types (u32 each), then `formats_and_values`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + 4 * self.types.len() + self.formats_and_values.len());
+        out.extend_from_slice(&(self.types.len() as u16).to_be_bytes());
+        for t in &self.types {
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        out.extend_from_slice(&self.formats_and_values);
+        out
+    }
+
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        let n = u16::from_be_bytes(data.get(..2)?.try_into().ok()?) as usize;
+        let types_end = 2 + 4 * n;
+        let types = data
+            .get(2..types_end)?
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Some(Self {
+            types,
+            formats_and_values: data[types_end..].to_vec(),
+        })
+    }
 }
 
 /// How a run ended.
@@ -107,6 +148,8 @@ pub struct Outcome {
     pub chunks: i32,
     /// The error (if any) is among the stored messages; else FETCH reports it itself.
     pub error_in_result: bool,
+    /// How many statement results the stored messages hold (one per statement that ran).
+    pub result_sets: i32,
 }
 
 /// What FETCH LATER needs to know of a job.
@@ -119,4 +162,22 @@ pub struct JobStatus {
     pub sqlstate: Option<String>,
     pub error: Option<String>,
     pub error_in_result: bool,
+    pub result_sets: i32,
+    /// The session settings the job ran with (DateStyle etc.: how its text reads).
+    pub settings: Settings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BoundParams;
+
+    #[test]
+    fn bound_params_round_trip() {
+        let p = BoundParams {
+            types: vec![23, 0, 25],
+            formats_and_values: vec![0, 1, 0, 1, 0, 2, 0, 0, 0, 1, b'7', 255, 255, 255, 255],
+        };
+        assert_eq!(BoundParams::decode(&p.encode()), Some(p));
+        assert_eq!(BoundParams::decode(&[0, 3, 0, 0]), None);
+    }
 }

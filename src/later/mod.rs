@@ -3,6 +3,7 @@
 
 pub mod advice;
 pub mod batch;
+pub mod binary;
 pub mod capture;
 pub mod command;
 pub mod conn;
@@ -10,7 +11,9 @@ pub mod id;
 pub mod intercept;
 pub mod job;
 pub mod listen;
+pub mod portal;
 pub mod rescue;
+pub mod rows;
 pub mod service;
 pub mod store;
 pub mod worker;

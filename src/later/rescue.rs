@@ -89,6 +89,7 @@ fn unknown_outcome(id: JobId, attempt: Attempt) -> Finish {
             bytes: 0,
             chunks: 0,
             error_in_result: false,
+            result_sets: 0,
         },
         last_chunk: None,
     }

@@ -184,7 +184,13 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     }
     let (pid, secret) = (conn.pid, conn.secret.clone());
     let result = {
-        let run = capture::run(&mut conn, &later.upstream, &job.script, &mut sink);
+        let run = capture::run(
+            &mut conn,
+            &later.upstream,
+            &job.script,
+            job.params.as_ref(),
+            &mut sink,
+        );
         tokio::pin!(run);
         match later.config.job_timeout {
             None => run.await,

@@ -6,5 +6,6 @@ pub mod fields;
 pub mod frame;
 pub mod io;
 pub mod reply;
+pub mod request;
 pub mod startup;
 pub mod text;

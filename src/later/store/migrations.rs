@@ -5,9 +5,10 @@ use tokio_postgres::Client;
 
 /// Each entry is applied once, in order, in its own transaction. Never edit a released
 /// migration: add a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE pglater.jobs (
         id            bigint PRIMARY KEY,
         owner         text NOT NULL,
@@ -59,7 +60,18 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         heartbeat   timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    -- A statement submitted through the extended protocol: its parameter types and bound
+    -- values (see BoundParams); NULL for a simple-protocol script.
+    ALTER TABLE pglater.jobs ADD COLUMN params bytea;
+    -- Statement results among the stored messages (the extended protocol returns one).
+    ALTER TABLE pglater.jobs ADD COLUMN result_sets integer NOT NULL DEFAULT 0;
+    "#,
+    ),
+];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     client

@@ -4,7 +4,9 @@ pub mod migrations;
 
 use super::command::When;
 use super::id::JobId;
-use super::job::{Attempt, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings};
+use super::job::{
+    Attempt, BoundParams, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings,
+};
 use anyhow::{Context, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -74,21 +76,29 @@ impl Store {
         let scripts: Vec<&[u8]> = jobs.iter().map(|j| j.script.as_slice()).collect();
         let settings: Vec<String> = jobs.iter().map(|j| settings_json(&j.settings)).collect();
         let run_at: Vec<Option<&str>> = jobs.iter().map(|j| j.run_at.as_deref()).collect();
+        let params: Vec<Option<Vec<u8>>> = jobs
+            .iter()
+            .map(|j| j.params.as_ref().map(BoundParams::encode))
+            .collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH ins AS (
-                   INSERT INTO pglater.jobs (id, owner, database, script, settings, run_at, state)
+                   INSERT INTO pglater.jobs (id, owner, database, script, settings, run_at, state, params)
                    SELECT i, o, d, s, st::jsonb, coalesce(r::timestamptz, clock_timestamp()),
-                          CASE WHEN r::timestamptz > clock_timestamp() THEN 'scheduled' ELSE 'queued' END
-                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[])
-                        AS t(i, o, d, s, st, r)
+                          CASE WHEN r::timestamptz > clock_timestamp() THEN 'scheduled' ELSE 'queued' END, p
+                   FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+                               $7::bytea[])
+                        AS t(i, o, d, s, st, r, p)
                    RETURNING 1)
                  SELECT pg_notify('pglater_queue', count(*)::text) FROM ins",
             )
             .await?;
         client
-            .execute(&stmt, &[&ids, &owners, &dbs, &scripts, &settings, &run_at])
+            .execute(
+                &stmt,
+                &[&ids, &owners, &dbs, &scripts, &settings, &run_at, &params],
+            )
             .await
             .context("cannot queue the job")?;
         Ok(())
@@ -106,7 +116,7 @@ impl Store {
                                 WHERE state IN ('queued', 'scheduled') AND run_at <= now()
                                 ORDER BY run_at, id
                                 FOR UPDATE SKIP LOCKED LIMIT $2)
-                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only",
+                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params",
             )
             .await?;
         let rows = client.query(&stmt, &[&instance, &limit]).await?;
@@ -120,6 +130,7 @@ impl Store {
                 script: r.get(4),
                 settings: parse_settings(r.get(5)),
                 read_only: r.get(6),
+                params: r.get::<_, Option<&[u8]>>(7).and_then(BoundParams::decode),
             })
             .collect();
         // RETURNING order is not the queue's order.
@@ -185,6 +196,7 @@ impl Store {
         let bytes: Vec<i64> = items.iter().map(|f| f.outcome.bytes).collect();
         let chunks: Vec<i32> = items.iter().map(|f| f.outcome.chunks).collect();
         let in_result: Vec<bool> = items.iter().map(|f| f.outcome.error_in_result).collect();
+        let result_sets: Vec<i32> = items.iter().map(|f| f.outcome.result_sets).collect();
         let seqs: Vec<Option<i32>> = items
             .iter()
             .map(|f| f.last_chunk.as_ref().map(|c| c.0))
@@ -199,8 +211,9 @@ impl Store {
                 "WITH o AS (
                    SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[], $5::text[],
                                         $6::int8[], $7::int8[], $8::int4[], $9::bool[], $10::int4[],
-                                        $11::bytea[])
-                       AS o(id, att, state, sqlstate, error, nrows, nbytes, nchunks, in_result, seq, data)),
+                                        $11::bytea[], $12::int4[])
+                       AS o(id, att, state, sqlstate, error, nrows, nbytes, nchunks, in_result, seq,
+                            data, nresults)),
                  c AS (
                    INSERT INTO pglater.result_chunks (job_id, attempt, seq, data)
                    SELECT id, att, seq, data FROM o WHERE data IS NOT NULL),
@@ -210,7 +223,8 @@ impl Store {
                                        THEN 'cancelled' ELSE o.state END,
                           finished_at = clock_timestamp(), sqlstate = o.sqlstate,
                           error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
-                          result_chunks = o.nchunks, error_in_result = o.in_result
+                          result_chunks = o.nchunks, error_in_result = o.in_result,
+                          result_sets = o.nresults
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
                    RETURNING j.id, j.state)
@@ -221,8 +235,18 @@ impl Store {
             .query(
                 &stmt,
                 &[
-                    &ids, &attempts, &states, &sqlstates, &errors, &rows, &bytes, &chunks,
-                    &in_result, &seqs, &data,
+                    &ids,
+                    &attempts,
+                    &states,
+                    &sqlstates,
+                    &errors,
+                    &rows,
+                    &bytes,
+                    &chunks,
+                    &in_result,
+                    &seqs,
+                    &data,
+                    &result_sets,
                 ],
             )
             .await?;
@@ -347,7 +371,9 @@ impl Store {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT state, attempt, result_chunks, sqlstate, error, error_in_result FROM pglater.jobs
+                "SELECT state, attempt, result_chunks, sqlstate, error, error_in_result, result_sets,
+                        settings::text
+                   FROM pglater.jobs
                   WHERE id = $1 AND (owner = $2 OR $3)",
             )
             .await?;
@@ -361,6 +387,8 @@ impl Store {
                 sqlstate: r.get(3),
                 error: r.get(4),
                 error_in_result: r.get(5),
+                result_sets: r.get(6),
+                settings: parse_settings(r.get(7)),
             })
         }))
     }

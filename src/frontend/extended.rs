@@ -1,0 +1,410 @@
+//! pglater's commands in the extended query protocol.
+//!
+//! A Parse of `LATER <statement>`, `FETCH LATER <id>|$1`, `SHOW LATER` or `CANCEL LATER` goes
+//! to the server as a stand-in statement under the client's own name (the statement itself
+//! for LATER, so the server infers its parameter types and reports errors in it; a bare
+//! SELECT otherwise). The server thus keeps the client's namespace: names clash, Close and
+//! DEALLOCATE, and Bind checks parameter values, exactly as they do without the proxy.
+//! Describe and Execute of those statements and their portals are answered by the proxy:
+//! each waits for the server's reply to a probe (the Describe itself, or a Describe standing
+//! in for Execute), whose description it swallows, so everything stays in order and an
+//! earlier error skips them as the server skips everything up to Sync. After an error of
+//! its own the proxy sends a probe that fails, so the server skips with it.
+
+use super::relay::{SNIFF, Shared};
+use super::replies::{Probe, ProbeOutcome, Quiet, Request};
+use crate::later::Later;
+use crate::later::command::{self, Prefix};
+use crate::later::intercept::Injector;
+use crate::later::portal::{self, Answer, Portal, Statement};
+use crate::wire::reply::ProxyError;
+use crate::wire::request::{self, Bind, Execute, Parse, Target};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// What the relay does with a client message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Look {
+    /// Not ours: forward it.
+    Forward,
+    /// More of it is needed to decide (or to answer it).
+    Hold,
+    /// Ours, and whole: answer it.
+    Mine,
+    /// Ours, but over the size limit: refuse it without holding it.
+    Refuse,
+}
+
+/// A side of the session broke while the proxy answered.
+#[derive(Debug)]
+pub enum Broken {
+    Client,
+    Upstream,
+}
+
+/// The client's pglater statements and portals, by the names it gave them.
+#[derive(Default)]
+pub struct Locals {
+    statements: HashMap<Vec<u8>, Arc<Statement>>,
+    portals: HashMap<Vec<u8>, Portal>,
+}
+
+impl Locals {
+    fn is_empty(&self) -> bool {
+        self.statements.is_empty() && self.portals.is_empty()
+    }
+
+    /// A simple Query destroys the unnamed statement and portal.
+    pub fn query_sent(&mut self) {
+        if !self.is_empty() {
+            self.statements.remove(&b""[..]);
+            self.portals.remove(&b""[..]);
+        }
+    }
+
+    fn has(&self, kind: u8, name: &[u8]) -> bool {
+        match kind {
+            b'S' => self.statements.contains_key(name),
+            _ => self.portals.contains_key(name),
+        }
+    }
+}
+
+/// Decides about the message starting `body` (`avail` bytes of its `total` are here).
+/// Ordinary traffic pays a look at the first bytes of Query and Parse texts, and, only while
+/// the client holds pglater statements, a look at the names in Bind, Describe, Execute, Close.
+pub fn look(
+    later: &Later,
+    locals: &Locals,
+    tag: u8,
+    body: &[u8],
+    total: usize,
+    avail: usize,
+) -> Look {
+    let whole = avail >= total;
+    let limit = later.config.max_script_bytes + SNIFF;
+    // Needs the whole message: hold it if it may be held, else refuse it.
+    let need_whole = || match (whole, total <= limit) {
+        (true, _) => Look::Mine,
+        (false, true) => Look::Hold,
+        (false, false) => Look::Refuse,
+    };
+    match tag {
+        b'Q' => {
+            // Only a well-formed Query (a NUL-terminated string) can be ours; anything else
+            // goes to the server, which words the error.
+            if total <= 5 || (whole && body.last() != Some(&0)) {
+                return Look::Forward;
+            }
+            let text = &body[..body.len() - usize::from(whole)];
+            look_at_text(text, whole, total - 5, limit, || {
+                command::parse(text).is_some()
+            })
+        }
+        b'P' => {
+            let Some(start) = Parse::query_start(body) else {
+                return if whole || body.len() >= SNIFF {
+                    Look::Forward
+                } else {
+                    Look::Hold
+                };
+            };
+            let name = &body[..start - 1];
+            let text = &body[start..];
+            let ours = look_at_text(text, whole, total - 5, limit, || {
+                Parse::read(body).is_some_and(|p| command::parse_statement(p.query).is_some())
+            });
+            match ours {
+                Look::Forward if locals.statements.contains_key(name) => need_whole(),
+                other => other,
+            }
+        }
+        _ if locals.is_empty() => Look::Forward,
+        b'B' => {
+            let mut names = body.splitn(3, |&b| b == 0);
+            match (names.next(), names.next(), names.next()) {
+                (Some(portal), Some(stmt), Some(_)) => {
+                    if locals.statements.contains_key(stmt) || locals.portals.contains_key(portal) {
+                        need_whole()
+                    } else {
+                        Look::Forward
+                    }
+                }
+                _ if whole || body.len() >= SNIFF => Look::Forward,
+                _ => Look::Hold,
+            }
+        }
+        b'D' | b'C' | b'E' => {
+            if !whole {
+                return if body.len() >= SNIFF {
+                    Look::Forward
+                } else {
+                    Look::Hold
+                };
+            }
+            let local = match tag {
+                b'E' => Execute::read(body).is_some_and(|e| locals.portals.contains_key(e.portal)),
+                _ => Target::read(body).is_some_and(|t| locals.has(t.kind, t.name)),
+            };
+            if local { Look::Mine } else { Look::Forward }
+        }
+        _ => Look::Forward,
+    }
+}
+
+/// Query or Parse text: is it one of ours?
+fn look_at_text(
+    text: &[u8],
+    whole: bool,
+    size: usize,
+    limit: usize,
+    parses: impl FnOnce() -> bool,
+) -> Look {
+    if command::classify_prefix(text) == Prefix::Ordinary {
+        return Look::Forward;
+    }
+    if whole {
+        return if parses() { Look::Mine } else { Look::Forward };
+    }
+    if size <= limit {
+        return Look::Hold;
+    }
+    if text.len() >= SNIFF.min(size) {
+        return if command::is_later_prefix(text) {
+            Look::Refuse
+        } else {
+            Look::Forward
+        };
+    }
+    Look::Hold
+}
+
+/// Answers an extended-protocol message `look` called ours (tag, length and body).
+pub(super) async fn handle<W: AsyncWrite + Unpin>(
+    later: &Later,
+    shared: &Shared<'_>,
+    locals: &mut Locals,
+    message: &[u8],
+    upstream: &mut W,
+    out: &Injector,
+) -> Result<(), Broken> {
+    let body = &message[5..];
+    let malformed = || ProxyError::error("08P01", "invalid message format");
+    match message[0] {
+        b'P' => {
+            let Some(parse) = Parse::read(body) else {
+                return fail_step(shared, &malformed(), upstream, out).await;
+            };
+            match command::parse_statement(parse.query) {
+                Some(command::Command::LaterEmpty) => {
+                    if shared.tracker.quiesce().await == Quiet::Skipping {
+                        return Ok(());
+                    }
+                    let e =
+                        ProxyError::error("42601", "syntax error: LATER needs a statement to run");
+                    fail_step(shared, &e, upstream, out).await
+                }
+                Some(cmd) => {
+                    let (stand_in, stmt) =
+                        Statement::prepare(parse.query, cmd, parse.types.clone());
+                    let msg = request::parse_message(parse.name, &stand_in, &parse.types);
+                    let outcome =
+                        probe(shared, Request::Parse, Probe::default(), &msg, upstream).await?;
+                    match outcome {
+                        ProbeOutcome::Answered => {
+                            locals
+                                .statements
+                                .insert(parse.name.to_vec(), Arc::new(stmt));
+                        }
+                        // The server drops the unnamed statement before it parses.
+                        ProbeOutcome::Failed if parse.name.is_empty() => {
+                            locals.statements.remove(parse.name);
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                }
+                None => {
+                    // An ordinary statement under the name of one of ours.
+                    let outcome =
+                        probe(shared, Request::Parse, Probe::default(), message, upstream).await?;
+                    if outcome == ProbeOutcome::Answered
+                        || (outcome == ProbeOutcome::Failed && parse.name.is_empty())
+                    {
+                        locals.statements.remove(parse.name);
+                    }
+                    Ok(())
+                }
+            }
+        }
+        b'B' => {
+            let Some(bind) = Bind::read(body) else {
+                return fail_step(shared, &malformed(), upstream, out).await;
+            };
+            let statement = locals.statements.get(bind.statement).cloned();
+            let outcome = probe(shared, Request::Bind, Probe::default(), message, upstream).await?;
+            match (outcome, statement) {
+                (ProbeOutcome::Answered, Some(stmt)) => {
+                    locals
+                        .portals
+                        .insert(bind.portal.to_vec(), Portal::bind(stmt, &bind));
+                }
+                (ProbeOutcome::Answered, None) => {
+                    locals.portals.remove(bind.portal);
+                }
+                (ProbeOutcome::Failed, _) if bind.portal.is_empty() => {
+                    locals.portals.remove(bind.portal);
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        b'C' => {
+            let Some(target) = Target::read(body) else {
+                return fail_step(shared, &malformed(), upstream, out).await;
+            };
+            let outcome =
+                probe(shared, Request::Close, Probe::default(), message, upstream).await?;
+            if outcome == ProbeOutcome::Answered {
+                match target.kind {
+                    b'S' => locals.statements.remove(target.name).map(|_| ()),
+                    _ => locals.portals.remove(target.name).map(|_| ()),
+                };
+            }
+            Ok(())
+        }
+        b'D' => {
+            let Some(target) = Target::read(body) else {
+                return fail_step(shared, &malformed(), upstream, out).await;
+            };
+            let (request, swallow) = match target.kind {
+                b'S' => (Request::DescribeStatement, describe_probe()),
+                _ => (Request::DescribePortal, describe_probe()),
+            };
+            if probe(shared, request, swallow, message, upstream).await? != ProbeOutcome::Answered {
+                return Ok(());
+            }
+            let parameters = shared.parameters();
+            let asker = shared.asker(&parameters);
+            shared.answering(true);
+            let answer = match target.kind {
+                b'S' => match locals.statements.get(target.name) {
+                    Some(stmt) => portal::describe_statement(later, &asker, stmt, out).await,
+                    None => Ok(Answer::Done),
+                },
+                _ => match locals.portals.get(target.name) {
+                    Some(p) => portal::describe_portal(later, &asker, p, out).await,
+                    None => Ok(Answer::Done),
+                },
+            };
+            shared.answering(false);
+            finish(shared, answer, upstream, out).await
+        }
+        b'E' => {
+            let Some(exec) = Execute::read(body) else {
+                return fail_step(shared, &malformed(), upstream, out).await;
+            };
+            // A Describe of the portal stands in for the Execute: the server checks that
+            // the portal exists and keeps the order; its reply is swallowed.
+            let stand_in = request::describe_message(b'P', exec.portal);
+            let outcome = probe(
+                shared,
+                Request::DescribePortal,
+                describe_probe(),
+                &stand_in,
+                upstream,
+            )
+            .await?;
+            if outcome != ProbeOutcome::Answered {
+                return Ok(());
+            }
+            let Some(p) = locals.portals.get_mut(exec.portal) else {
+                return Ok(());
+            };
+            let parameters = shared.parameters();
+            let asker = shared.asker(&parameters);
+            shared.answering(true);
+            let answer = portal::execute(later, &asker, p, exec.max_rows, out).await;
+            shared.answering(false);
+            finish(shared, answer, upstream, out).await
+        }
+        _ => Ok(()),
+    }
+}
+
+fn describe_probe() -> Probe {
+    Probe {
+        swallow_description: true,
+        swallow_error: false,
+    }
+}
+
+/// Sends `message` (then Flush) as a probe and waits for the server's answer to it.
+async fn probe<W: AsyncWrite + Unpin>(
+    shared: &Shared<'_>,
+    request: Request,
+    probe: Probe,
+    message: &[u8],
+    upstream: &mut W,
+) -> Result<ProbeOutcome, Broken> {
+    if !shared.tracker.with(|p| p.push_probe(request, probe)) {
+        return Ok(ProbeOutcome::Skipped);
+    }
+    let mut b = BytesMut::with_capacity(message.len() + request::FLUSH.len());
+    b.extend_from_slice(message);
+    b.extend_from_slice(request::FLUSH);
+    upstream.write_all(&b).await.map_err(|_| Broken::Upstream)?;
+    upstream.flush().await.map_err(|_| Broken::Upstream)?;
+    Ok(shared.tracker.probe_outcome().await)
+}
+
+/// Completes an answer: flushes it to the client, and after an error makes the server skip
+/// to Sync too.
+async fn finish<W: AsyncWrite + Unpin>(
+    shared: &Shared<'_>,
+    answer: Result<Answer, crate::later::intercept::Gone>,
+    upstream: &mut W,
+    out: &Injector,
+) -> Result<(), Broken> {
+    let answer = answer.map_err(|_| Broken::Client)?;
+    out.done().await.map_err(|_| Broken::Client)?;
+    if answer == Answer::Failed {
+        skip_to_sync(shared, upstream).await?;
+    }
+    Ok(())
+}
+
+/// Answers with an error of the proxy's own, then makes the server skip to Sync as it would
+/// after an error of its own.
+pub(super) async fn fail_step<W: AsyncWrite + Unpin>(
+    shared: &Shared<'_>,
+    e: &ProxyError,
+    upstream: &mut W,
+    out: &Injector,
+) -> Result<(), Broken> {
+    if shared.tracker.quiesce().await == Quiet::Skipping {
+        return Ok(());
+    }
+    let mut b = BytesMut::new();
+    e.encode(&mut b);
+    out.send(b.freeze()).await.map_err(|_| Broken::Client)?;
+    out.done().await.map_err(|_| Broken::Client)?;
+    skip_to_sync(shared, upstream).await
+}
+
+/// A probe that fails (a Describe of a portal no client can name), its error swallowed.
+async fn skip_to_sync<W: AsyncWrite + Unpin>(
+    shared: &Shared<'_>,
+    upstream: &mut W,
+) -> Result<(), Broken> {
+    let failing = request::describe_message(b'P', b"pglater\x01failed step");
+    let swallow = Probe {
+        swallow_description: true,
+        swallow_error: true,
+    };
+    probe(shared, Request::DescribePortal, swallow, &failing, upstream)
+        .await
+        .map(|_| ())
+}

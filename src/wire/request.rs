@@ -1,0 +1,212 @@
+//! The extended-protocol messages a client sends, read from a whole message's body, and the
+//! few the proxy sends the server itself. Only messages the proxy must look into are read:
+//! forwarded traffic is never decoded.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A cursor over a message body; every read checks its bounds.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn cstr(&mut self) -> Option<&'a [u8]> {
+        let end = self.0.iter().position(|&b| b == 0)?;
+        let s = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        Some(s)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        Some(s)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// The name a message starts with (Parse: statement; Bind: portal), if it is complete.
+pub fn leading_name(body: &[u8]) -> Option<&[u8]> {
+    Reader(body).cstr()
+}
+
+/// Parse: statement name, query text, parameter types.
+pub struct Parse<'a> {
+    pub name: &'a [u8],
+    pub query: &'a [u8],
+    pub types: Vec<u32>,
+}
+
+impl<'a> Parse<'a> {
+    pub fn read(body: &'a [u8]) -> Option<Self> {
+        let mut r = Reader(body);
+        let name = r.cstr()?;
+        let query = r.cstr()?;
+        let n = r.u16()?;
+        let types = (0..n)
+            .map(|_| r.i32().map(|t| t as u32))
+            .collect::<Option<_>>()?;
+        Some(Parse { name, query, types })
+    }
+
+    /// Where the query text starts, once the name is complete.
+    pub fn query_start(body: &[u8]) -> Option<usize> {
+        leading_name(body).map(|n| n.len() + 1)
+    }
+}
+
+/// Bind: portal, statement, parameter formats and values, result formats.
+pub struct Bind<'a> {
+    pub portal: &'a [u8],
+    pub statement: &'a [u8],
+    /// From the parameter format count up to the result format count (as stored with a job).
+    pub formats_and_values: &'a [u8],
+    pub param_formats: Vec<i16>,
+    pub values: Vec<Option<&'a [u8]>>,
+    pub result_formats: Vec<i16>,
+}
+
+impl<'a> Bind<'a> {
+    pub fn read(body: &'a [u8]) -> Option<Self> {
+        let mut r = Reader(body);
+        let portal = r.cstr()?;
+        let statement = r.cstr()?;
+        let params_at = r.0;
+        let nf = r.u16()?;
+        let param_formats = (0..nf)
+            .map(|_| r.u16().map(|f| f as i16))
+            .collect::<Option<_>>()?;
+        let nv = r.u16()?;
+        let mut values = Vec::with_capacity(nv as usize);
+        for _ in 0..nv {
+            let len = r.i32()?;
+            values.push(if len < 0 {
+                None
+            } else {
+                Some(r.take(len as usize)?)
+            });
+        }
+        let formats_and_values = &params_at[..params_at.len() - r.0.len()];
+        let nr = r.u16()?;
+        let result_formats = (0..nr)
+            .map(|_| r.u16().map(|f| f as i16))
+            .collect::<Option<_>>()?;
+        Some(Bind {
+            portal,
+            statement,
+            formats_and_values,
+            param_formats,
+            values,
+            result_formats,
+        })
+    }
+
+    /// The format of parameter `i` (0 text, 1 binary).
+    pub fn param_format(&self, i: usize) -> i16 {
+        match self.param_formats.len() {
+            0 => 0,
+            1 => self.param_formats[0],
+            _ => self.param_formats.get(i).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Describe or Close: 'S' (statement) or 'P' (portal), and a name.
+pub struct Target<'a> {
+    pub kind: u8,
+    pub name: &'a [u8],
+}
+
+impl<'a> Target<'a> {
+    pub fn read(body: &'a [u8]) -> Option<Self> {
+        let mut r = Reader(body);
+        let kind = *r.take(1)?.first()?;
+        let name = r.cstr()?;
+        matches!(kind, b'S' | b'P').then_some(Target { kind, name })
+    }
+}
+
+/// Execute: portal and row limit (0: all).
+pub struct Execute<'a> {
+    pub portal: &'a [u8],
+    pub max_rows: i32,
+}
+
+impl<'a> Execute<'a> {
+    pub fn read(body: &'a [u8]) -> Option<Self> {
+        let mut r = Reader(body);
+        let portal = r.cstr()?;
+        let max_rows = r.i32()?;
+        Some(Execute { portal, max_rows })
+    }
+}
+
+/// Flush: asks the server to send what it has now.
+pub const FLUSH: &[u8] = &[b'H', 0, 0, 0, 4];
+
+/// A Parse message.
+pub fn parse_message(name: &[u8], query: &[u8], types: &[u32]) -> Bytes {
+    let len = 4 + name.len() + 1 + query.len() + 1 + 2 + 4 * types.len();
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'P');
+    b.put_u32(len as u32);
+    b.put_slice(name);
+    b.put_u8(0);
+    b.put_slice(query);
+    b.put_u8(0);
+    b.put_u16(types.len() as u16);
+    for t in types {
+        b.put_u32(*t);
+    }
+    b.freeze()
+}
+
+/// A Describe message of a statement ('S') or portal ('P').
+pub fn describe_message(kind: u8, name: &[u8]) -> Bytes {
+    let len = 4 + 1 + name.len() + 1;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'D');
+    b.put_u32(len as u32);
+    b.put_u8(kind);
+    b.put_slice(name);
+    b.put_u8(0);
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_is_read_with_its_parameter_block() {
+        let body = [
+            b'p', 0, b's', 0, // portal, statement
+            0, 1, 0, 1, // one format: binary
+            0, 2, 0, 0, 0, 1, 7, 255, 255, 255, 255, // two values: [7], NULL
+            0, 1, 0, 1, // one result format: binary
+        ];
+        let b = Bind::read(&body).unwrap();
+        assert_eq!((b.portal, b.statement), (&b"p"[..], &b"s"[..]));
+        assert_eq!(b.values, vec![Some(&[7u8][..]), None]);
+        assert_eq!(b.formats_and_values, &body[4..19]);
+        assert_eq!(b.result_formats, vec![1]);
+        assert_eq!(b.param_format(1), 1);
+        assert!(Bind::read(&body[..10]).is_none());
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let m = parse_message(b"s1", b"SELECT $1", &[23]);
+        let p = Parse::read(&m[5..]).unwrap();
+        assert_eq!(
+            (p.name, p.query, p.types),
+            (&b"s1"[..], &b"SELECT $1"[..], vec![23])
+        );
+    }
+}
