@@ -14,6 +14,9 @@
 //! - Java: `$PGLATER_JAVA_HOME/bin/{javac,java}`, else javac/java on PATH; the pgjdbc jar at
 //!   `$PGLATER_JDBC_JAR`, else `/usr/share/java/postgresql.jar` (Debian's
 //!   libpostgresql-jdbc-java). `LaterJdbc.java` is compiled once per run into a temp dir.
+//!
+//! To see what pgjdbc sends and receives, set PGLATER_JDBC_TRACE=1: its protocol log
+//! (`FE=>` / `<=BE` lines) goes to the program's stderr, shown when a test fails.
 
 mod common;
 use common::*;
@@ -187,7 +190,7 @@ fn run_program(tag: &str, proxy: &Proxy, db: &str, mut cmd: Command) {
         format!(
             "{headline}\n--- program stdout\n{}\n--- program stderr\n{}\n--- pglater stderr (tail)\n{}",
             tail(&out, 8000),
-            tail(&err, 8000),
+            tail(&err, 30000),
             tail(&proxy.stderr(), 6000)
         )
     };
@@ -222,11 +225,24 @@ fn jdbc_case(case: &str) {
     let (proxy, db) = setup(&format!("jdbc_{case}"));
     let mut cmd = Command::new(java_tool("java"));
     cmd.args(["-Xss1m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
-        .arg("-Dfile.encoding=UTF-8")
-        .arg("-cp")
-        .arg(cp)
-        .arg("LaterJdbc")
-        .arg(case);
+        .arg("-Dfile.encoding=UTF-8");
+    if std::env::var_os("PGLATER_JDBC_TRACE").is_some() {
+        // pgjdbc logs every protocol message it sends and receives (FE=> / <=BE) to stderr.
+        let props = temp_dir("drivers-jdbc-trace").join("logging.properties");
+        fs::write(
+            &props,
+            "handlers = java.util.logging.ConsoleHandler\n\
+             java.util.logging.ConsoleHandler.level = FINEST\n\
+             java.util.logging.SimpleFormatter.format = %5$s%n\n\
+             org.postgresql.level = FINEST\n",
+        )
+        .unwrap();
+        cmd.arg(format!(
+            "-Djava.util.logging.config.file={}",
+            props.display()
+        ));
+    }
+    cmd.arg("-cp").arg(cp).arg("LaterJdbc").arg(case);
     run_program(&format!("jdbc-{case}"), &proxy, &db, cmd);
 }
 
