@@ -7,76 +7,12 @@
 //! three tests can run in parallel and each one's history holds exactly its own run.
 
 mod common;
+use common::pgbench::{Ran, pgbench, report_value};
 use common::*;
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 /// A stalled relay must fail the test, not hang it.
-const PGBENCH_TIMEOUT: Duration = Duration::from_secs(300);
-
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code,
-            self.stdout,
-            tail(&self.stderr, 6000)
-        )
-    }
-}
-
-/// Run pgbench as alice against 127.0.0.1:`port`, output captured in files under `dir`.
-fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path, label: &str) -> Ran {
-    let stdout_path = dir.join(format!("{label}.stdout"));
-    let stderr_path = dir.join(format!("{label}.stderr"));
-    let mut cmd = Command::new("pgbench");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("LC_ALL", "C")
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .current_dir(dir)
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(port.to_string())
-        .args(["-U", "alice"])
-        .args(args)
-        .arg(db);
-    let code = run_with_timeout(&mut cmd, &stdout_path, &stderr_path, PGBENCH_TIMEOUT)
-        .unwrap_or_else(|_| {
-            let partial = Ran {
-                code: None,
-                stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
-                stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
-            };
-            panic!(
-                "pgbench {args:?} did not finish within {PGBENCH_TIMEOUT:?}; killed\n{}",
-                partial.describe()
-            );
-        });
-    Ran {
-        code,
-        stdout: String::from_utf8_lossy(&fs::read(&stdout_path).unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&fs::read(&stderr_path).unwrap()).into_owned(),
-    }
-}
-
-/// The value after `label` on the line of pgbench's report that starts with it.
-fn report_value<'a>(stdout: &'a str, label: &str) -> Option<&'a str> {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .map(str::trim)
-}
 
 /// A single value from PostgreSQL directly (as postgres over the socket, in `db`).
 fn direct_value(pg: &TestPg, db: &str, sql: &str) -> String {

@@ -19,14 +19,12 @@
 //! transaction (the queued jobs are waited for on PostgreSQL directly).
 
 mod common;
+use common::pgbench::{pgbench, report_value};
 use common::*;
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PGBENCH_TIMEOUT: Duration = Duration::from_secs(300);
 const CLIENTS: u32 = 4;
 const TRANSACTIONS_PER_CLIENT: u32 = 50;
 
@@ -35,58 +33,6 @@ LATER INSERT INTO later_t (tok, kind) VALUES (:tok, 'queued');\n\
 LATER INSERT INTO later_t (tok, kind) VALUES (:tok, 'waited') \\gset\n\
 FETCH LATER :job_id WAIT;\n\
 SELECT 1 / count(*) AS present FROM later_t WHERE tok = :tok AND kind = 'waited';\n";
-
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code,
-            self.stdout,
-            tail(&self.stderr, 6000)
-        )
-    }
-}
-
-fn pgbench(port: u16, db: &str, args: &[&str], dir: &Path) -> Ran {
-    let stdout_path = dir.join("pgbench.stdout");
-    let stderr_path = dir.join("pgbench.stderr");
-    let mut cmd = Command::new("pgbench");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("LC_ALL", "C")
-        .env("PGPASSWORD", ALICE_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .current_dir(dir)
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(port.to_string())
-        .args(["-U", "alice"])
-        .args(args)
-        .arg(db);
-    let result = run_with_timeout(&mut cmd, &stdout_path, &stderr_path, PGBENCH_TIMEOUT);
-    let ran = Ran {
-        code: result.as_ref().ok().copied().flatten(),
-        stdout: String::from_utf8_lossy(&fs::read(&stdout_path).unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&fs::read(&stderr_path).unwrap_or_default()).into_owned(),
-    };
-    if let Err(e) = result {
-        panic!("{e}\n{}", ran.describe());
-    }
-    ran
-}
-
-fn report_value<'a>(stdout: &'a str, label: &str) -> Option<&'a str> {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .map(str::trim)
-}
 
 fn later_bench(mode: &str) {
     let pg = pg();
@@ -116,7 +62,7 @@ fn later_bench(mode: &str) {
         "-M",
         mode,
     ];
-    let run = pgbench(proxy.port, &db, &args, dir.path());
+    let run = pgbench(proxy.port, &db, &args, dir.path(), "pgbench");
     let context = |what: &str| {
         format!(
             "{what}: pgbench {args:?} through pglater:\n{}\npglater stderr (tail):\n{}",

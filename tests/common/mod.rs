@@ -6,6 +6,8 @@
 //! process exit through a `libc::atexit` handler.
 #![allow(dead_code)]
 
+pub mod pgbench;
+
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,21 @@
+SELECT g AS g,
+       42::int4 * g AS i,
+       9007199254740993::int8 AS big,
+       123.4500::numeric(10,4) AS n,
+       0.1::float8 AS f,
+       1.5::float4 AS r,
+       'it''s "quoted", \ back' || g AS t,
+       NULL::text AS nothing,
+       mod(g, 2) = 0 AS b,
+       '\xdeadbeef00'::bytea AS raw,
+       DATE '2024-02-29' + g AS d,
+       TIMESTAMPTZ '2024-01-02 03:04:05.678+02' AS ts,
+       TIMESTAMP '2024-01-02 03:04:05' AS tsl,
+       INTERVAL '1 day 02:03:04.5' * g AS iv,
+       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u,
+       '{"a": [1, 2.5, {"b": null}], "c": "d''e"}'::jsonb AS j,
+       ARRAY[1, 2, NULL, g] AS ia,
+       ARRAY['x', 'y z', NULL, 'q"uote', ''] AS ta,
+       'héllo ☃'::varchar(20) AS uni
+FROM generate_series(1, 3) AS g
+ORDER BY g
