@@ -12,8 +12,6 @@ use common::*;
 
 use std::fs;
 
-/// A stalled relay must fail the test, not hang it.
-
 /// A single value from PostgreSQL directly (as postgres over the socket, in `db`).
 fn direct_value(pg: &TestPg, db: &str, sql: &str) -> String {
     pg.admin_sql_in(db, sql).trim().to_string()
