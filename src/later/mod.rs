@@ -3,6 +3,7 @@
 
 pub mod advice;
 pub mod batch;
+pub mod binary;
 pub mod capture;
 pub mod command;
 pub mod conn;
