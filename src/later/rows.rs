@@ -76,13 +76,16 @@ impl Shape {
     /// Refuses binary for a column whose type has no conversion.
     pub fn check_binary(&self, formats: &[i16]) -> Result<(), ProxyError> {
         for (t, f) in self.types.iter().zip(formats) {
-            if *f == 1 && !binary::supports(*t) {
+            if *f == 1 && *t != VOID && !binary::supports(*t) {
                 return Err(unsupported(*t));
             }
         }
         Ok(())
     }
 }
+
+/// `void` (what `SELECT pg_sleep(1)` returns): its binary form is empty.
+const VOID: u32 = 2278;
 
 fn unsupported(type_oid: u32) -> ProxyError {
     ProxyError::error(
@@ -145,8 +148,17 @@ pub fn transcode(
         let type_oid = shape_types.get(col).copied().unwrap_or(0);
         let len_at = out.len();
         out.put_i32(0);
+        if type_oid == VOID {
+            continue;
+        }
         binary::to_binary(type_oid, value, style, &mut out).map_err(|e| match e {
-            ConvertError::Unsupported { type_oid, .. } => unsupported(type_oid),
+            ConvertError::Unsupported { .. } => ProxyError::error(
+                "0A000",
+                format!("pglater cannot send a stored result column in binary format: {e}"),
+            )
+            .with_hint(
+                "Ask for this column in text format, or fetch with the simple query protocol.",
+            ),
             ConvertError::Malformed { type_oid, detail } => ProxyError::error(
                 "XX000",
                 format!(
