@@ -101,7 +101,16 @@ async fn later_with_typed_parameters_runs_with_them() {
 async fn fetch_in_binary_equals_a_direct_run() {
     let p = proxy("ext_fetch");
     let c = alice(&p).await;
-    let sql = "SELECT g AS n, g * 1000000000000 AS big FROM generate_series(1, 50) g";
+    // Every common type (the drivers' rich SELECT), plus more rows.
+    let rich = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/rich_select.sql"),
+    )
+    .unwrap();
+    let sql = format!(
+        "SELECT r.*, x.n, x.n * 1000000000000 AS big2 FROM ({}) r, generate_series(1, 50) AS x(n) ORDER BY r.g, x.n",
+        rich.trim()
+    );
+    let sql = sql.as_str();
     let id = later_submit(&c, sql).await;
     later_wait(&c, id).await;
     let direct_stmt = c.prepare(sql).await.unwrap();
@@ -110,7 +119,8 @@ async fn fetch_in_binary_equals_a_direct_run() {
     assert_eq!(shape(&fetch_stmt), shape(&direct_stmt));
     let fetched = c.query(&fetch_stmt, &[]).await.unwrap();
     assert_eq!(raw_rows(&fetched), raw_rows(&direct));
-    assert_eq!(fetched[49].get::<_, i64>(1), 50_000_000_000_000);
+    assert_eq!(fetched.len(), 150);
+    assert_eq!(fetched[49].get::<_, i64>("big2"), 50_000_000_000_000);
     // query_raw streams the same rows; the statement can be run again.
     use futures_util::TryStreamExt;
     let raw: Vec<tokio_postgres::Row> = c
