@@ -5,7 +5,8 @@
 //! A stored numeric is always normalised (make_result): no leading or trailing zero
 //! base-10000 digits, and zero has no digits, weight 0 and a positive sign. dscale is the
 //! number of decimal digits numeric_out prints after the point, so it is read back from
-//! the text. Special values have no digits, weight 0, dscale 0.
+//! the text. Special values have no digits and weight 0; their dscale is an artefact of
+//! their header bits (see below).
 
 use super::types::NUMERIC;
 use super::{ConvertError, ascii};
@@ -16,6 +17,8 @@ const NUMERIC_NEG: u16 = 0x4000;
 const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
+const NUMERIC_SHORT_DSCALE_MASK: u16 = 0x1F80;
+const NUMERIC_SHORT_DSCALE_SHIFT: u16 = 7;
 /// Largest dscale a numeric can carry.
 const NUMERIC_DSCALE_MAX: usize = 0x3FFF;
 const DEC_DIGITS: usize = 4;
@@ -36,7 +39,11 @@ pub fn to_binary(text: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
         _ => None,
     };
     if let Some(sign) = special {
-        put_header(out, 0, 0, sign, 0);
+        // numeric_send reads a special value's header through the short-format macros:
+        // its dscale is whatever of the flag bits falls in the short dscale field (32 for
+        // the infinities, 0 for NaN).
+        let dscale = (sign & NUMERIC_SHORT_DSCALE_MASK) >> NUMERIC_SHORT_DSCALE_SHIFT;
+        put_header(out, 0, 0, sign, dscale);
         return Ok(());
     }
     let bad = |why: &str| ConvertError::malformed(NUMERIC, format!("{why}: {s:?}"));
@@ -148,8 +155,8 @@ mod tests {
     #[test]
     fn specials() {
         assert_eq!(conv("NaN"), (0, 0, NUMERIC_NAN, 0, vec![]));
-        assert_eq!(conv("Infinity"), (0, 0, NUMERIC_PINF, 0, vec![]));
-        assert_eq!(conv("-Infinity"), (0, 0, NUMERIC_NINF, 0, vec![]));
+        assert_eq!(conv("Infinity"), (0, 0, NUMERIC_PINF, 32, vec![]));
+        assert_eq!(conv("-Infinity"), (0, 0, NUMERIC_NINF, 32, vec![]));
     }
 
     #[test]
