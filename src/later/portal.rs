@@ -209,7 +209,7 @@ pub async fn describe_portal(
             return Ok(None);
         };
         let formats = rows::column_formats(&portal.result_formats, shape.columns())?;
-        shape.check_binary(&formats)?;
+        shape.check_binary(&formats, &TextStyle::default())?;
         portal.statement.described(shape.types.clone());
         Ok::<_, ProxyError>(Some(shape.with_formats(&formats)))
     };
@@ -382,7 +382,11 @@ async fn open(later: &Later, asker: &Asker<'_>, portal: &Portal) -> Result<Curso
     let columns = cursor.shape.as_ref().map_or(0, Shape::columns);
     cursor.formats = rows::column_formats(&portal.result_formats, columns)?;
     if let Some(shape) = &cursor.shape {
-        shape.check_binary(&cursor.formats)?;
+        let style = TextStyle {
+            date_style: &cursor.style.0,
+            interval_style: &cursor.style.1,
+        };
+        shape.check_binary(&cursor.formats, &style)?;
     }
     if !portal.described {
         let types = cursor

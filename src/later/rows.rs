@@ -74,10 +74,12 @@ impl Shape {
     }
 
     /// Refuses binary for a column whose type has no conversion.
-    pub fn check_binary(&self, formats: &[i16]) -> Result<(), ProxyError> {
+    /// Refuses binary for a column whose type has no conversion (from text written under
+    /// `style`): before any row is sent.
+    pub fn check_binary(&self, formats: &[i16], style: &TextStyle) -> Result<(), ProxyError> {
         for (t, f) in self.types.iter().zip(formats) {
-            if *f == 1 && *t != VOID && !binary::supports(*t) {
-                return Err(unsupported(*t));
+            if *f == 1 && *t != VOID && !binary::supports_with(*t, style) {
+                return Err(unsupported(*t, style));
             }
         }
         Ok(())
@@ -87,11 +89,19 @@ impl Shape {
 /// `void` (what `SELECT pg_sleep(1)` returns): its binary form is empty.
 const VOID: u32 = 2278;
 
-fn unsupported(type_oid: u32) -> ProxyError {
+fn unsupported(type_oid: u32, style: &TextStyle) -> ProxyError {
+    let why = if binary::supports(type_oid) {
+        format!(
+            " when its text was written under DateStyle {}",
+            style.date_style
+        )
+    } else {
+        String::new()
+    };
     ProxyError::error(
         "0A000",
         format!(
-            "pglater cannot send a stored result column of {} in binary format",
+            "pglater cannot send a stored result column of {} in binary format{why}",
             type_words(type_oid)
         ),
     )
