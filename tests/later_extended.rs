@@ -226,3 +226,42 @@ async fn fetch_by_parameter_show_and_cancel() {
     assert_eq!(cancelled.get::<_, i64>(0), slow);
     assert_eq!(later_wait(&c, slow).await, "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_ends_a_wait_through_the_extended_protocol() {
+    let p = proxy("ext_cancel_wait");
+    let c = alice(&p).await;
+    let id: i64 = c
+        .query_one("LATER SELECT pg_sleep($1)", &[&30.0f64])
+        .await
+        .unwrap()
+        .get(0);
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let e = c
+        .query(&format!("FETCH LATER {id} WAIT"), &[])
+        .await
+        .unwrap_err();
+    canceller.await.unwrap().unwrap();
+    assert_eq!(db_error(&e).code().code(), "57014", "{e:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The wait was the proxy's: the job goes on, and the session is usable.
+    let state = later_state(&c, id).await;
+    assert!(matches!(state.as_str(), "queued" | "running"), "{state}");
+    assert_eq!(
+        c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0),
+        2
+    );
+    let cancelled = c
+        .query_one(&format!("CANCEL LATER {id}"), &[])
+        .await
+        .unwrap();
+    assert!(
+        matches!(cancelled.get::<_, &str>(1), "cancelling" | "cancelled"),
+        "{cancelled:?}"
+    );
+}
