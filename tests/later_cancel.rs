@@ -139,3 +139,22 @@ async fn cancel_reaches_the_instance_running_the_job() {
     cancel(&on_b, id).await;
     until_state(&on_b, id, "cancelled", Duration::from_secs(5)).await;
 }
+
+/// CANCEL LATER right after LATER lands anywhere between the job's claim and its statement's
+/// start (where PostgreSQL drops a cancel request): every job still ends cancelled, quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_right_after_submission_always_takes() {
+    let p = proxy("cancel_race", "8");
+    let c = alice(&p).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let id = later_submit(&c, "SELECT pg_sleep(30)").await;
+        cancel(&c, id).await;
+        ids.push(id);
+    }
+    let started = Instant::now();
+    for id in ids {
+        until_state(&c, id, "cancelled", Duration::from_secs(20)).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

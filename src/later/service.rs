@@ -21,7 +21,8 @@ pub struct Later {
     /// LATER submissions, group-committed.
     pub enqueuer: Batcher<NewJob, ()>,
     /// Which backend runs which attempt, group-committed before each job starts.
-    pub recorder: Batcher<BackendRecord, bool>,
+    /// Per record: None when fenced out, else whether a cancel was already requested.
+    pub recorder: Batcher<BackendRecord, Option<bool>>,
     /// Outcomes and last result chunks, group-committed.
     pub finisher: Batcher<Finish, bool>,
     pub upstream: Upstream,
@@ -159,15 +160,23 @@ impl Later {
     /// another instance).
     pub async fn cancel_job(&self, id: JobId) {
         let target = self.running.get(&id).map(|e| e.value().clone());
-        if let Some((pid, secret)) = target {
-            let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
+        if let Some(job) = target {
+            job.cancel
+                .requested
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            job.cancel.changed.notify_waiters();
+            let _ =
+                crate::upstream::cancel::send_cancel(&self.upstream, job.pid, &job.secret).await;
         }
     }
 
     /// Cancels the upstream statements of every job running here.
     pub async fn cancel_running(&self) {
-        let targets: Vec<(i32, bytes::Bytes)> =
-            self.running.iter().map(|e| e.value().clone()).collect();
+        let targets: Vec<(i32, bytes::Bytes)> = self
+            .running
+            .iter()
+            .map(|e| (e.value().pid, e.value().secret.clone()))
+            .collect();
         for (pid, secret) in targets {
             let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
         }

@@ -51,8 +51,26 @@ impl ConnCache {
     }
 }
 
-/// Jobs running here: their backend's pid and cancel secret.
-pub type RunningJobs = dashmap::DashMap<JobId, (i32, bytes::Bytes)>;
+/// Jobs running here: their backend's pid and cancel secret, and whether CANCEL LATER asked.
+pub type RunningJobs = dashmap::DashMap<JobId, RunningJob>;
+
+#[derive(Clone)]
+pub struct RunningJob {
+    pub pid: i32,
+    pub secret: bytes::Bytes,
+    pub cancel: Arc<CancelFlag>,
+}
+
+/// Set by CANCEL LATER. A cancel request that reaches the backend before it has started the
+/// statement is dropped by PostgreSQL, so the worker repeats it until the job ends.
+#[derive(Default)]
+pub struct CancelFlag {
+    pub requested: AtomicBool,
+    pub changed: tokio::sync::Notify,
+}
+
+/// How often a requested cancel is repeated while the job has not ended.
+const CANCEL_REPEAT: Duration = Duration::from_millis(200);
 
 type Assignment = (ClaimedJob, OwnedSemaphorePermit);
 
@@ -150,10 +168,17 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return record(later, &job, sink.failed("08006", why)).await;
         }
     };
-    // Known as running here before it is recorded, so a CANCEL LATER cannot slip between.
-    later
-        .running
-        .insert(job.id, (conn.pid, conn.secret.clone()));
+    // Known as running here before it is recorded, so a CANCEL LATER cannot slip between:
+    // one before the record is returned by it, one after finds the job here.
+    let cancel = Arc::new(CancelFlag::default());
+    later.running.insert(
+        job.id,
+        RunningJob {
+            pid: conn.pid,
+            secret: conn.secret.clone(),
+            cancel: cancel.clone(),
+        },
+    );
     let started = later
         .recorder
         .submit(BackendRecord {
@@ -163,12 +188,18 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             backend_start: conn.backend_start.clone(),
         })
         .await;
-    if !matches!(started, Ok(true)) {
+    if !matches!(started, Ok(Some(false))) {
         later.running.remove(&job.id);
     }
     match started {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(false)) => {}
+        Ok(Some(true)) => {
+            // Cancelled between its claim and its start: never run.
+            later.conns.put(key, conn, later.config.workers);
+            let why = "canceling statement due to user request".to_owned();
+            return record(later, &job, sink.failed("57014", why)).await;
+        }
+        Ok(None) => {
             debug!(job = %job.id, "claim lost before start");
             return later.conns.put(key, conn, later.config.workers);
         }
@@ -192,17 +223,29 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             &mut sink,
         );
         tokio::pin!(run);
-        match later.config.job_timeout {
-            None => run.await,
-            Some(limit) => tokio::select! {
-                r = &mut run => r,
-                _ = tokio::time::sleep(limit) => {
+        let deadline = later
+            .config
+            .job_timeout
+            .map(|limit| tokio::time::Instant::now() + limit);
+        loop {
+            // Registered before the flag is read, so a cancel in between still wakes us.
+            let changed = cancel.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let requested = cancel.requested.load(Ordering::SeqCst);
+            let timing = deadline.is_some() && !timed_out.load(Ordering::SeqCst);
+            tokio::select! {
+                r = &mut run => break r,
+                _ = &mut changed, if !requested => {}
+                _ = tokio::time::sleep(CANCEL_REPEAT), if requested => {
+                    let _ = send_cancel(&later.upstream, pid, &secret).await;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if timing => {
                     // Cancel the statement; the server's 57014 then ends the capture.
                     timed_out.store(true, Ordering::SeqCst);
                     let _ = send_cancel(&later.upstream, pid, &secret).await;
-                    run.await
                 }
-            },
+            }
         }
     };
     later.running.remove(&job.id);

@@ -139,7 +139,9 @@ impl Store {
     }
 
     /// Records the upstream backends that execute attempts; per item, false when fenced out.
-    pub async fn record_backends(&self, items: &[BackendRecord]) -> Result<Vec<bool>> {
+    /// Per item: None when fenced out, else whether CANCEL LATER already asked (the job is
+    /// then not to be run).
+    pub async fn record_backends(&self, items: &[BackendRecord]) -> Result<Vec<Option<bool>>> {
         let ids: Vec<i64> = items.iter().map(|b| b.id.get()).collect();
         let attempts: Vec<i32> = items.iter().map(|b| b.attempt.0).collect();
         let pids: Vec<i32> = items.iter().map(|b| b.pid).collect();
@@ -152,14 +154,15 @@ impl Store {
                         started_at = clock_timestamp()
                    FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[]) AS b(id, att, pid, st)
                   WHERE j.id = b.id AND j.attempt = b.att AND j.state = 'running'
-                 RETURNING j.id",
+                 RETURNING j.id, j.cancel_requested",
             )
             .await?;
         let rows = client
             .query(&stmt, &[&ids, &attempts, &pids, &starts])
             .await?;
-        let done: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-        Ok(ids.iter().map(|id| done.contains(id)).collect())
+        let done: std::collections::HashMap<i64, bool> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(ids.iter().map(|id| done.get(id).copied()).collect())
     }
 
     pub async fn put_chunk(
