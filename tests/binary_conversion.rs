@@ -368,30 +368,8 @@ fn scalar_cases() -> Vec<Case> {
         ),
         case("varchar", 1043, 1015, &["", "abc", "ünï"]),
         case("name", 19, 1003, &["", "pg_catalog", "Mixed Case"]),
-        case(
-            "json",
-            114,
-            199,
-            &[
-                r#"{"a": [1, 2.50, null], "b": "ü\n"}"#,
-                "[]",
-                r#""text""#,
-                r#"  { "spaces" :  1 }  "#,
-                "null",
-            ],
-        ),
-        case(
-            "jsonb",
-            3802,
-            3807,
-            &[
-                r#"{"a": [1, 2.50, null], "b": "ü\n"}"#,
-                "[]",
-                r#""text""#,
-                r#"  { "spaces" :  1 }  "#,
-                "null",
-            ],
-        ),
+        case("json", 114, 199, JSON_VALUES),
+        case("jsonb", 3802, 3807, JSON_VALUES),
         case(
             "uuid",
             2950,
@@ -746,3 +724,12 @@ async fn type_names_match_pg_type() {
     assert!(named >= 90, "only {named} names checked");
     assert_eq!(type_name(999_999), "type 999999");
 }
+
+/// JSON texts, for json and jsonb alike.
+const JSON_VALUES: &[&str] = &[
+    r#"{"a": [1, 2.50, null], "b": "ü\n"}"#,
+    "[]",
+    r#""text""#,
+    r#"  { "spaces" :  1 }  "#,
+    "null",
+];
