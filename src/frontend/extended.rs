@@ -290,11 +290,13 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
             let Some(target) = Target::read(body) else {
                 return fail_step(shared, &malformed(), upstream, out).await;
             };
-            let (request, swallow) = match target.kind {
-                b'S' => (Request::DescribeStatement, describe_probe()),
-                _ => (Request::DescribePortal, describe_probe()),
+            let request = match target.kind {
+                b'S' => Request::DescribeStatement,
+                _ => Request::DescribePortal,
             };
-            if probe(shared, request, swallow, message, upstream).await? != ProbeOutcome::Answered {
+            if probe(shared, request, describe_probe(), message, upstream).await?
+                != ProbeOutcome::Answered
+            {
                 return Ok(());
             }
             let parameters = shared.parameters();
@@ -398,9 +400,7 @@ pub(super) async fn fail_step<W: AsyncWrite + Unpin>(
     if shared.tracker.quiesce().await == Quiet::Skipping {
         return Ok(());
     }
-    let mut b = BytesMut::new();
-    e.encode(&mut b);
-    out.send(b.freeze()).await.map_err(|_| Broken::Client)?;
+    out.send(e.to_bytes()).await.map_err(|_| Broken::Client)?;
     out.done().await.map_err(|_| Broken::Client)?;
     skip_to_sync(shared, upstream).await
 }

@@ -164,9 +164,7 @@ fn job_id_value(v: &[u8], format: i16) -> Option<JobId> {
 
 /// Sends `e` as the answer.
 async fn fail(out: &Injector, e: &ProxyError) -> Result<Answer, Gone> {
-    let mut b = BytesMut::new();
-    e.encode(&mut b);
-    out.send(b.freeze()).await?;
+    out.send(e.to_bytes()).await?;
     Ok(Answer::Failed)
 }
 
@@ -399,18 +397,6 @@ async fn open(later: &Later, asker: &Asker<'_>, portal: &Portal) -> Result<Curso
     Ok(cursor)
 }
 
-/// Whole messages of a reply built in memory.
-struct Messages(Bytes);
-
-impl Iterator for Messages {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        let len = u32::from_be_bytes(self.0.get(1..5)?.try_into().ok()?) as usize + 1;
-        (self.0.len() >= len).then(|| self.0.split_to(len))
-    }
-}
-
 /// Bytes sent to the client in one go while replaying.
 const SEND_BATCH: usize = 64 * 1024;
 
@@ -487,9 +473,8 @@ fn portal_done(b: &mut BytesMut, suspended: bool, sent: i64) {
 
 /// Reads a job's stored messages in order, chunk by chunk.
 struct Cursor {
-    id: JobId,
-    attempt: super::job::Attempt,
-    chunks: i32,
+    /// Where the messages come from once `buf` is used up; None: all are in `buf`.
+    stored: Option<Stored>,
     next_seq: i32,
     buf: BytesMut,
     shape: Option<Shape>,
@@ -499,15 +484,25 @@ struct Cursor {
     suspended: bool,
 }
 
+/// A job's stored result.
+struct Stored {
+    id: JobId,
+    attempt: super::job::Attempt,
+    chunks: i32,
+}
+
+/// The length of the whole message at the front of `buf`, if it is all there.
+fn whole_message(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize + 1;
+    (buf.len() >= len).then_some(len)
+}
+
 impl Cursor {
     /// A reply the proxy built (RowDescription first), read as a stored one.
     fn in_memory(reply: Bytes) -> Cursor {
-        let mut messages = Messages(reply.clone());
-        let shape = messages.next().and_then(Shape::read);
+        let shape = whole_message(&reply).and_then(|len| Shape::read(reply.slice(..len)));
         Cursor {
-            id: JobId::parse("1").unwrap_or_else(|| unreachable!()),
-            attempt: super::job::Attempt(0),
-            chunks: 0,
+            stored: None,
             next_seq: 0,
             buf: BytesMut::from(&reply[..]),
             shape,
@@ -527,9 +522,11 @@ impl Cursor {
                 .map_or_else(|| default.to_owned(), |(_, v)| v.clone())
         };
         let mut c = Cursor {
-            id: status.id,
-            attempt: status.attempt,
-            chunks: status.chunks,
+            stored: Some(Stored {
+                id: status.id,
+                attempt: status.attempt,
+                chunks: status.chunks,
+            }),
             next_seq: 0,
             buf: BytesMut::new(),
             shape: None,
@@ -569,23 +566,18 @@ impl Cursor {
     /// The next whole stored message.
     async fn next(&mut self, later: &Later) -> Result<Option<Bytes>, ProxyError> {
         loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize
-                    + 1;
-                if self.buf.len() >= len {
-                    return Ok(Some(self.buf.split_to(len).freeze()));
-                }
+            if let Some(len) = whole_message(&self.buf) {
+                return Ok(Some(self.buf.split_to(len).freeze()));
             }
-            if self.next_seq >= self.chunks {
+            let Some(stored) = self.stored.as_ref().filter(|s| self.next_seq < s.chunks) else {
                 return Ok(None);
-            }
+            };
             let chunk = later
                 .store
-                .chunk(self.id, self.attempt, self.next_seq)
+                .chunk(stored.id, stored.attempt, self.next_seq)
                 .await
                 .map_err(|e| intercept::store_error(&e))?
-                .ok_or_else(|| intercept::no_such_job(self.id))?;
+                .ok_or_else(|| intercept::no_such_job(stored.id))?;
             self.next_seq += 1;
             self.buf.extend_from_slice(&chunk);
         }
