@@ -271,6 +271,11 @@ fn psycopg_binary_format() {
 }
 
 #[test]
+fn psycopg_listen_later() {
+    psycopg_case("listen");
+}
+
+#[test]
 fn psycopg_pipeline() {
     psycopg_case("pipeline");
 }

@@ -11,12 +11,14 @@ use super::extended::{self, Locals, Look};
 use super::replies::{Disposition, Quiet, Request, Tracker};
 use super::session::Established;
 use crate::later::Later;
-use crate::later::command;
+use crate::later::command::{self, Listening};
 use crate::later::intercept::{self, Asker, Inject, Injector};
 use crate::later::job::Settings;
+use crate::later::notify::{self, Note, Subscription};
 use crate::stream::Stream;
 use crate::wire::frame::MAX_MESSAGE_LEN;
 use crate::wire::reply::ProxyError;
+use crate::wire::request::Parse;
 use bytes::{Buf, BytesMut};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -60,6 +62,8 @@ pub(super) struct Shared<'a> {
     startup_settings: &'a Settings,
     /// What the client's CancelRequest reaches while the proxy answers a command.
     signal: &'a SessionSignal,
+    /// The upstream backend's pid (what notifications of the session's own carry).
+    pid: i32,
 }
 
 impl Shared<'_> {
@@ -81,6 +85,11 @@ impl Shared<'_> {
             status: self.status.load(Ordering::Acquire),
             interrupt: &self.signal.interrupt,
         }
+    }
+
+    /// Nothing is outstanding and no transaction is open: notifications may go out.
+    fn idle(&self) -> bool {
+        self.status.load(Ordering::Acquire) == b'I' && self.tracker.is_empty()
     }
 
     /// Marks the proxy as answering (a CancelRequest meanwhile is for it, not the server).
@@ -126,6 +135,7 @@ pub async fn run(proxy: &Proxy, session: Established) -> RelayEnd {
         parameters: Mutex::new(parameters),
         startup_settings: &startup_settings,
         signal: &backend.signal,
+        pid: backend.pid.0,
     };
     match (client, upstream) {
         // The common case: plain TCP both ways, split without locking.
@@ -157,14 +167,22 @@ where
     UW: AsyncWrite + Unpin,
 {
     let (inject_tx, mut inject_rx) = mpsc::channel::<Inject>(4);
+    let (note_tx, mut note_rx) = mpsc::channel::<Note>(notify::SESSION_QUEUE);
     let mut down = Downstream::default();
     let mut up_buf = BytesMut::with_capacity(BUF_SIZE);
     let mut down_buf = BytesMut::with_capacity(BUF_SIZE);
 
     let first = {
         let injector = Injector::new(inject_tx);
-        let up = client_to_upstream(cr, uw, shared, &injector, &mut up_buf);
-        let down_fut = upstream_to_client(ur, cw, shared, &mut inject_rx, &mut down, &mut down_buf);
+        let up = client_to_upstream(cr, uw, shared, &injector, &note_tx, &mut up_buf);
+        let down_fut = upstream_to_client(
+            ur,
+            cw,
+            shared,
+            (&mut inject_rx, &mut note_rx),
+            &mut down,
+            &mut down_buf,
+        );
         tokio::select! {
             stop = up => First::Up(stop),
             _ = down_fut => First::Down,
@@ -179,7 +197,14 @@ where
             // The offending header went upstream: let the server answer as it does, then close.
             let _ = tokio::time::timeout(
                 VIOLATION_GRACE,
-                upstream_to_client(ur, cw, shared, &mut inject_rx, &mut down, &mut down_buf),
+                upstream_to_client(
+                    ur,
+                    cw,
+                    shared,
+                    (&mut inject_rx, &mut note_rx),
+                    &mut down,
+                    &mut down_buf,
+                ),
             )
             .await;
             let _ = cw.shutdown().await;
@@ -191,11 +216,12 @@ where
     }
 }
 
-async fn client_to_upstream<R, W>(
+async fn client_to_upstream<'a, R, W>(
     client: &mut R,
     upstream: &mut W,
-    shared: &Shared<'_>,
+    shared: &Shared<'a>,
     injector: &Injector,
+    notes: &mpsc::Sender<Note>,
     buf: &mut BytesMut,
 ) -> Stop
 where
@@ -209,6 +235,8 @@ where
     let mut locals = Locals::default();
     // Requests in the run about to be forwarded (recorded just before it goes).
     let mut requests: Vec<Request> = Vec::with_capacity(16);
+    // Set while the session listens on `later`; dropped with the session.
+    let mut subscription: Option<Subscription<'a>> = None;
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < BUF_SIZE / 4 {
@@ -246,7 +274,13 @@ where
                 None => Look::Forward,
             };
             match look {
-                Look::Forward => {}
+                Look::Forward => {
+                    if let Some(later) = shared.later
+                        && matches!(tag, b'Q' | b'P')
+                    {
+                        follow_listening(later, shared, tag, body, notes, &mut subscription);
+                    }
+                }
                 Look::Hold => break,
                 Look::Mine => {
                     if forward(upstream, shared, &mut requests, &buf[forward_from..pos])
@@ -325,6 +359,32 @@ where
         }
         // Keep what is not forwarded yet (a partial header or a held message).
         buf.advance(pos);
+    }
+}
+
+/// Follows the session's `LISTEN later`: the statement goes to the server as it is, and the
+/// proxy registers (or drops) the session for notifications of its user's jobs.
+fn follow_listening<'a>(
+    later: &'a Later,
+    shared: &Shared<'a>,
+    tag: u8,
+    body: &[u8],
+    notes: &mpsc::Sender<Note>,
+    subscription: &mut Option<Subscription<'a>>,
+) {
+    let text = match tag {
+        b'P' => match Parse::query_start(body) {
+            Some(start) => &body[start..],
+            None => return,
+        },
+        _ => body,
+    };
+    match command::listening_change(text) {
+        Some(Listening::Start) if subscription.is_none() => {
+            *subscription = Some(later.listeners.subscribe(shared.user, notes.clone()));
+        }
+        Some(Listening::Stop) => *subscription = None,
+        _ => {}
     }
 }
 
@@ -423,6 +483,9 @@ struct Downstream {
     injecting: bool,
     /// The upstream-bound direction is gone: no more replies of ours will come.
     injections_closed: bool,
+    /// Job notifications waiting for the session to be idle.
+    held_notes: Vec<Note>,
+    notes_closed: bool,
 }
 
 impl Downstream {
@@ -436,7 +499,7 @@ async fn upstream_to_client<R, W>(
     upstream: &mut R,
     client: &mut W,
     shared: &Shared<'_>,
-    injections: &mut mpsc::Receiver<Inject>,
+    (injections, notes): (&mut mpsc::Receiver<Inject>, &mut mpsc::Receiver<Note>),
     down: &mut Downstream,
     buf: &mut BytesMut,
 ) -> Stop
@@ -446,8 +509,18 @@ where
 {
     loop {
         let may_inject = !down.injections_closed && (down.injecting || down.at_boundary());
+        let may_note = !down.notes_closed && !down.injecting && down.at_boundary();
         tokio::select! {
             biased;
+            note = notes.recv(), if may_note => match note {
+                Some(note) => {
+                    down.held_notes.push(note);
+                    if shared.idle() && send_notes(client, shared, down).await.is_err() {
+                        return Stop::Write;
+                    }
+                }
+                None => down.notes_closed = true,
+            },
             inj = injections.recv(), if may_inject => match inj {
                 Some(Inject::Bytes(b)) => {
                     down.injecting = true;
@@ -461,6 +534,12 @@ where
                         return Stop::Write;
                     }
                     let _ = ack.send(());
+                    if !down.held_notes.is_empty()
+                        && shared.idle()
+                        && send_notes(client, shared, down).await.is_err()
+                    {
+                        return Stop::Write;
+                    }
                 }
                 None => {
                     down.injecting = false;
@@ -472,18 +551,27 @@ where
                     Ok(0) | Err(_) => return Stop::Read,
                     Ok(_) => {}
                 }
-                let (keep, consumed) = walk(shared, down, buf);
-                if keep > 0
-                    && (client.write_all(&buf[..keep]).await.is_err()
-                        || client.flush().await.is_err())
-                {
-                    return Stop::Write;
-                }
-                if consumed == buf.len() {
-                    buf.clear();
-                } else {
-                    // A header cut by the read: kept until it is whole.
-                    buf.advance(consumed);
+                loop {
+                    let (keep, consumed, notes_due) = walk(shared, down, buf);
+                    if keep > 0
+                        && (client.write_all(&buf[..keep]).await.is_err()
+                            || client.flush().await.is_err())
+                    {
+                        return Stop::Write;
+                    }
+                    if consumed == buf.len() {
+                        buf.clear();
+                    } else {
+                        // A header cut by the read (kept until it is whole), or the
+                        // ReadyForQuery the held notifications go before.
+                        buf.advance(consumed);
+                    }
+                    if !notes_due {
+                        break;
+                    }
+                    if send_notes(client, shared, down).await.is_err() {
+                        return Stop::Write;
+                    }
                 }
                 if buf.capacity() < BUF_SIZE / 4 {
                     buf.reserve(BUF_SIZE);
@@ -493,16 +581,32 @@ where
     }
 }
 
+/// Writes the held job notifications.
+async fn send_notes<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    shared: &Shared<'_>,
+    down: &mut Downstream,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    for note in down.held_notes.drain(..) {
+        note.append_to(&mut bytes, shared.pid);
+    }
+    client.write_all(&bytes).await?;
+    client.flush().await
+}
+
 /// Follows the server's messages in `buf`, matching them against the requests they answer.
 /// Messages to hide are cut out in place. Returns how many bytes at the front are to go to
-/// the client, and how many were consumed (the rest is a header cut by the read).
-fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usize, usize) {
+/// the client, how many were consumed (the rest is a header cut by the read, or a
+/// ReadyForQuery to send held notifications before), and whether notifications are due.
+fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usize, usize, bool) {
     if down.lost {
-        return (buf.len(), buf.len());
+        return (buf.len(), buf.len(), false);
     }
     let len = buf.len();
     let mut pos = 0;
     let mut out = 0;
+    let mut notes_due = false;
     shared.tracker.with(|pending| {
         loop {
             if down.remaining > 0 {
@@ -551,9 +655,20 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
                 break;
             }
             let body = n as usize - 4;
+            let at = pos + 5;
+            // PostgreSQL sends notifications just before the ReadyForQuery that leaves the
+            // session idle: so do we with the held ones.
+            if tag == b'Z'
+                && !down.held_notes.is_empty()
+                && body == 1
+                && buf.get(at) == Some(&b'I')
+                && pending.ready_ends_all()
+            {
+                notes_due = true;
+                break;
+            }
             down.swallowing = pending.reply(tag) == Disposition::Swallow;
             down.last_tag = tag;
-            let at = pos + 5;
             match tag {
                 // The status byte is read as the body passes, below.
                 b'Z' if body >= 1 => down.status_pending = true,
@@ -571,7 +686,7 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
             down.remaining = body;
         }
     });
-    (out, pos)
+    (out, pos, notes_due)
 }
 
 /// ParameterStatus body: name\0value\0.

@@ -201,6 +201,15 @@ impl Pending {
         })
     }
 
+    /// Whether a ReadyForQuery now would answer every request outstanding.
+    pub fn ready_ends_all(&self) -> bool {
+        let n = self.queue.len();
+        self.queue
+            .iter()
+            .position(|e| e.request.ends_with_ready())
+            .is_none_or(|i| i + 1 == n)
+    }
+
     /// Requests not answered yet.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

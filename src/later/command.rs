@@ -69,6 +69,38 @@ pub fn is_later_prefix(sql: &[u8]) -> bool {
         .is_some_and(|rest| keyword(rest, b"later").is_some_and(|after| !after.is_empty()))
 }
 
+/// What a statement does to the session's `LISTEN later` (completion notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    Start,
+    Stop,
+}
+
+/// `LISTEN later` starts; `UNLISTEN later`, `UNLISTEN *` and `DISCARD ALL` stop. Such
+/// statements still go to the server (which keeps its own LISTEN state); only the first
+/// statement of a text is looked at. `sql` may be cut.
+pub fn listening_change(sql: &[u8]) -> Option<Listening> {
+    let rest = skip_blank(sql)?;
+    if !matches!(rest.first(), Some(b'l' | b'L' | b'u' | b'U' | b'd' | b'D')) {
+        return None;
+    }
+    let channel_is_later = |after: &[u8]| {
+        skip_blank(after)
+            .is_some_and(|c| keyword(c, b"later").is_some() || c.starts_with(b"\"later\""))
+    };
+    if let Some(after) = keyword(rest, b"listen") {
+        return channel_is_later(after).then_some(Listening::Start);
+    }
+    if let Some(after) = keyword(rest, b"unlisten") {
+        let all = skip_blank(after).is_some_and(|c| c.first() == Some(&b'*'));
+        return (all || channel_is_later(after)).then_some(Listening::Stop);
+    }
+    let discard_all = keyword(rest, b"discard")
+        .and_then(skip_blank)
+        .is_some_and(|a| keyword(a, b"all").is_some());
+    discard_all.then_some(Listening::Stop)
+}
+
 /// Parses a whole Query body (the SQL text, without its terminating NUL).
 pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
     parse_text(sql, false)
@@ -446,5 +478,34 @@ mod tests {
     fn job_ids_must_be_positive_63_bit() {
         assert_eq!(parse(b"FETCH LATER 0"), None);
         assert_eq!(parse(b"FETCH LATER 99999999999999999999"), None);
+    }
+
+    #[test]
+    fn listen_later_is_recognised_and_nothing_else() {
+        use Listening::*;
+        for (sql, want) in [
+            (&b"LISTEN later"[..], Some(Start)),
+            (b" -- x\n listen  LATER;", Some(Start)),
+            (b"LISTEN \"later\"", Some(Start)),
+            (b"LISTEN \"LATER\"", None),
+            (b"LISTEN later2", None),
+            (b"LISTEN laterx; LISTEN later", None),
+            (b"LISTEN other", None),
+            (b"UNLISTEN later", Some(Stop)),
+            (b"unlisten *", Some(Stop)),
+            (b"UNLISTEN other", None),
+            (b"DISCARD ALL", Some(Stop)),
+            (b"DISCARD PLANS", None),
+            (b"LATER SELECT 1", None),
+            (b"SELECT 'LISTEN later'", None),
+            (b"LISTENER later", None),
+        ] {
+            assert_eq!(
+                listening_change(sql),
+                want,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
     }
 }

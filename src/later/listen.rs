@@ -1,6 +1,7 @@
 //! Learning of jobs queued by other instances: LISTEN on the store, plus the workers' slow poll.
 
 use super::id::JobId;
+use super::notify::{self, Ended};
 use super::service::Later;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -12,7 +13,7 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
                 let wake = later.wake.clone();
-                let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<JobId>();
+                let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Ended>();
                 let (cancel_tx, mut cancel_rx) = tokio::sync::mpsc::unbounded_channel::<JobId>();
                 // The connection delivers notifications as it is polled.
                 let mut reader = tokio::spawn(async move {
@@ -21,12 +22,8 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(AsyncMessage::Notification(n)) if n.channel() == "pglater_done" => {
-                                // "<id> <state>[,<id> <state>...]"
-                                for ended in n.payload().split(',') {
-                                    if let Some(id) = ended.split(' ').next().and_then(JobId::parse)
-                                    {
-                                        let _ = done_tx.send(id);
-                                    }
+                                for ended in notify::parse_payload(n.payload()) {
+                                    let _ = done_tx.send(ended);
                                 }
                             }
                             Ok(AsyncMessage::Notification(n))
@@ -56,7 +53,10 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                 loop {
                     tokio::select! {
                         _ = &mut reader => break,
-                        Some(id) = done_rx.recv() => later.job_done(id),
+                        Some(ended) = done_rx.recv() => {
+                            later.job_done(ended.id);
+                            later.listeners.deliver(&ended);
+                        }
                         Some(id) = cancel_rx.recv() => later.cancel_job(id).await,
                         _ = later.stopping.cancelled() => { reader.abort(); return; }
                     }

@@ -11,6 +11,7 @@ pub mod id;
 pub mod intercept;
 pub mod job;
 pub mod listen;
+pub mod notify;
 pub mod portal;
 pub mod rescue;
 pub mod rows;

@@ -3,6 +3,7 @@
 use super::batch::Batcher;
 use super::id::JobId;
 use super::job::NewJob;
+use super::notify::Listeners;
 use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
@@ -36,6 +37,8 @@ pub struct Later {
     pub conns: ConnCache,
     /// Sessions waiting for a job to end (FETCH LATER ... WAIT), by job.
     watchers: dashmap::DashMap<JobId, Arc<Notify>>,
+    /// Sessions here that listen on `later`.
+    pub listeners: Listeners,
     passwords: HashMap<String, String>,
     /// Stop claiming jobs.
     pub stopping: CancellationToken,
@@ -86,6 +89,7 @@ impl Later {
             running: RunningJobs::default(),
             conns: ConnCache::default(),
             watchers: dashmap::DashMap::new(),
+            listeners: Listeners::default(),
             passwords: config
                 .users
                 .iter()

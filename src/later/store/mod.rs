@@ -7,6 +7,7 @@ use super::id::JobId;
 use super::job::{
     Attempt, BoundParams, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings,
 };
+use super::notify::{self, Ended};
 use anyhow::{Context, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -230,8 +231,8 @@ impl Store {
                           result_sets = o.nresults
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
-                   RETURNING j.id, j.state)
-                 SELECT id, state FROM u",
+                   RETURNING j.id, j.state, j.owner, j.backend_pid)
+                 SELECT id, state, owner, backend_pid FROM u",
             )
             .await?;
         let done = client
@@ -253,24 +254,23 @@ impl Store {
                 ],
             )
             .await?;
-        // Every instance learns of the ends (waiters): one notification per batch, not per
-        // job, each payload under PostgreSQL's 8000-byte limit.
-        let ended: Vec<String> = done
+        // Every instance learns of the ends (waiters, listening sessions): one notification
+        // per batch, not per job.
+        let ended: Vec<Ended> = done
             .iter()
-            .map(|r| format!("{} {}", r.get::<_, i64>(0), r.get::<_, &str>(1)))
+            .filter_map(|r| {
+                Some(Ended {
+                    id: JobId::from_db(r.get(0)),
+                    state: JobState::parse(r.get(1))?,
+                    owner: r.get(2),
+                    pid: r.get(3),
+                })
+            })
             .collect();
-        let mut payload = String::new();
-        for (i, e) in ended.iter().enumerate() {
-            if !payload.is_empty() {
-                payload.push(',');
-            }
-            payload.push_str(e);
-            if payload.len() > 7000 || i + 1 == ended.len() {
-                client
-                    .execute("SELECT pg_notify('pglater_done', $1)", &[&payload])
-                    .await?;
-                payload.clear();
-            }
+        for payload in notify::payloads(&ended) {
+            client
+                .execute("SELECT pg_notify('pglater_done', $1)", &[&payload])
+                .await?;
         }
         let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
         Ok(ids.iter().map(|id| done.contains(id)).collect())
@@ -358,10 +358,11 @@ impl Store {
                                                  THEN false ELSE j.error_in_result END,
                           cancel_requested = j.cancel_requested OR old.state = 'running'
                      FROM old WHERE j.id = old.id
-                   RETURNING j.id, old.state AS was, j.state AS now)
+                   RETURNING j.id, old.state AS was, j.state AS now, j.owner, j.backend_pid)
                  SELECT was, now,
                         pg_notify('pglater_cancel', id::text)::text,
-                        pg_notify('pglater_done', id || ' ' || now)::text
+                        pg_notify('pglater_done',
+                                  json_build_array(json_build_array(id, now, owner, backend_pid))::text)::text
                    FROM upd",
             )
             .await?;

@@ -457,12 +457,42 @@ def case_pipeline():
         log("ok: pipeline: FETCH LATER of an unfinished job gives 55000")
 
 
+def case_listen():
+    """LISTEN later through psycopg's notifies(): the session is told '<id> <state>' on
+    channel later when its jobs end (psycopg sends LISTEN through the extended protocol);
+    after UNLISTEN later, nothing more."""
+    conn = connect(autocommit=True)
+    cur = conn.cursor()
+    cur.execute("LISTEN later")
+    # The jobs sleep a little, so that they end while notifies() is waiting.
+    for script, state in [
+        ("SELECT pg_sleep(0.5), 'ok'", "succeeded"),
+        ("SELECT pg_sleep(0.5), 1/0", "failed"),
+    ]:
+        cur.execute("LATER " + script)
+        jid = job_id_of(cur, f"listen: {state}")
+        got = [(n.channel, n.payload, n.pid) for n in conn.notifies(timeout=20, stop_after=1)]
+        check(len(got) == 1, f"listen: {state}: got {got!r}")
+        channel, payload, pid = got[0]
+        check(channel == "later", f"listen: channel {channel!r}")
+        check(payload == f"{jid} {state}", f"listen: payload {payload!r}, not '{jid} {state}'")
+        check(pid > 0, f"listen: pid {pid!r}")
+        log(f"ok: listen: {payload!r} from pid {pid}")
+    cur.execute("UNLISTEN later")
+    cur.execute("LATER SELECT pg_sleep(0.5)")
+    jid = job_id_of(cur, "listen: after UNLISTEN")
+    extra = [n.payload for n in conn.notifies(timeout=2)]
+    check(extra == [], f"listen: after UNLISTEN later, got {extra!r}")
+    log("ok: listen: nothing after UNLISTEN later")
+
+
 CASES = {
     "client_binding": case_client_binding,
     "server_binding": case_server_binding,
     "prepare": case_prepare,
     "binary": case_binary,
     "pipeline": case_pipeline,
+    "listen": case_listen,
 }
 
 
