@@ -3,6 +3,7 @@
 pub mod config;
 pub mod frontend;
 pub mod later;
+pub mod live;
 pub mod stream;
 pub mod upstream;
 pub mod wire;

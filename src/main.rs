@@ -24,13 +24,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(config)) {
+    if let Err(e) = runtime.block_on(run(config, cli)) {
         error!("{e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Config, cli: Cli) -> Result<()> {
     if config.auth == AuthMode::Trust {
         warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
     }
@@ -39,6 +39,7 @@ async fn run(config: Config) -> Result<()> {
         proxy.later = Some(Later::start(&proxy.config, proxy.upstream.clone()).await?);
     }
     let proxy = Arc::new(proxy);
+    tokio::spawn(reload_on_sighup(proxy.clone(), cli));
     let later = proxy.later.clone();
     let grace = proxy.config.shutdown_timeout;
     let (first_signal, stop_accepting) = oneshot::channel();
@@ -76,6 +77,21 @@ async fn run(config: Config) -> Result<()> {
         }
     );
     served
+}
+
+/// SIGHUP reads the configuration again (file, environment, the flags given at start) and
+/// applies what can change without a restart; a bad file leaves everything as it was.
+async fn reload_on_sighup(proxy: Arc<Proxy>, cli: Cli) {
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let reloaded = Config::load(&cli).and_then(|config| proxy.reload(&config));
+        if let Err(e) = reloaded {
+            error!("configuration not reloaded, the current one stays: {e:#}");
+        }
+    }
 }
 
 /// SIGTERM and SIGINT: the first stops accepting and drains, the second closes sessions.

@@ -31,10 +31,11 @@ pub async fn authenticate(
     client: &mut Stream,
     user: &str,
 ) -> Result<(), AuthFailure> {
-    if proxy.config.auth == AuthMode::Trust {
+    let access = proxy.access.get();
+    if access.auth == AuthMode::Trust {
         return Ok(());
     }
-    let Some(secrets) = proxy.users.get(user) else {
+    let Some(secrets) = access.users.get(user) else {
         return Err(AuthFailure::Fatal(ProxyError::fatal(
             "28000",
             format!("role \"{user}\" does not exist"),
@@ -46,7 +47,7 @@ pub async fn authenticate(
             format!("password authentication failed for user \"{user}\""),
         ))
     };
-    match proxy.config.auth {
+    match access.auth {
         AuthMode::Trust => Ok(()),
         AuthMode::Md5 => {
             let password = secrets.password.as_deref().ok_or_else(failed)?;

@@ -1,16 +1,17 @@
 //! Everything a session needs that outlives it.
 
 use super::cancel::CancelKeys;
-use super::secrets::UserSecrets;
-use crate::config::Config;
+use super::secrets::Access;
+use crate::config::{AuthMode, Config};
 use crate::later::Later;
+use crate::live::Live;
 use crate::upstream::Upstream;
 use anyhow::{Context, Result};
 use pgwire::api::auth::sasl::scram::ScramServerAuth;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 pub struct Proxy {
     pub config: Config,
@@ -19,7 +20,8 @@ pub struct Proxy {
     /// SCRAM for TLS clients, bound to our certificate (SCRAM-SHA-256-PLUS).
     pub scram_tls: ScramServerAuth,
     pub scram_plain: ScramServerAuth,
-    pub users: HashMap<String, UserSecrets>,
+    /// Users and the authentication mode (SIGHUP reloads them).
+    pub access: Live<Access>,
     pub cancel_keys: CancelKeys,
     /// Fired when the shutdown grace period is over: sessions close.
     pub force_close: CancellationToken,
@@ -39,21 +41,56 @@ impl Proxy {
                 .configure_certificate(&pem)
                 .map_err(|e| anyhow::anyhow!("tls.cert: {e}"))?;
         }
-        let users = config
-            .users
-            .iter()
-            .map(|u| Ok((u.name.clone(), UserSecrets::from_config(u)?)))
-            .collect::<Result<_>>()?;
+        let access = Live::new(Access::from_config(&config)?);
         Ok(Self {
             config,
             upstream,
             tls,
             scram_tls,
             scram_plain: ScramServerAuth::new(),
-            users,
+            access,
             cancel_keys: CancelKeys::default(),
             force_close: CancellationToken::new(),
             later: None,
         })
+    }
+
+    /// SIGHUP: users, the authentication mode and the job settings are replaced, while
+    /// sessions and jobs go on. What else changed needs a restart, and says so.
+    pub fn reload(&self, config: &Config) -> Result<()> {
+        let access = Access::from_config(config)?;
+        if access.auth == AuthMode::Trust {
+            warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
+        }
+        let was = &self.config;
+        for (key, changed) in [
+            ("listen", config.listen != was.listen),
+            (
+                "unix_socket_dir",
+                config.unix_socket_dir != was.unix_socket_dir,
+            ),
+            (
+                "upstream",
+                format!("{:?}", config.upstream) != format!("{:?}", was.upstream),
+            ),
+            (
+                "tls",
+                format!("{:?}", config.tls) != format!("{:?}", was.tls),
+            ),
+            ("threads", config.threads != was.threads),
+        ] {
+            if changed {
+                warn!(
+                    key,
+                    "changed in the configuration: takes effect at the next start"
+                );
+            }
+        }
+        self.access.set(access);
+        if let Some(later) = &self.later {
+            later.reload(config);
+        }
+        info!(users = config.users.len(), auth = ?config.auth, "configuration reloaded");
+        Ok(())
     }
 }

@@ -84,7 +84,7 @@ pub fn look(
     avail: usize,
 ) -> Look {
     let whole = avail >= total;
-    let limit = later.config.max_script_bytes + SNIFF;
+    let limit = later.config().max_script_bytes + SNIFF;
     // Needs the whole message: hold it if it may be held, else refuse it.
     let need_whole = || match (whole, total <= limit) {
         (true, _) => Look::Mine,

@@ -454,7 +454,7 @@ async fn refuse_oversized<W: AsyncWrite + Unpin>(
         "54000",
         format!(
             "LATER script is {size} bytes, over the limit of {} (later.max_script_bytes)",
-            later.config.max_script_bytes
+            later.config().max_script_bytes
         ),
     );
     if tag == b'Q' {

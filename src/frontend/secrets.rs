@@ -1,13 +1,39 @@
 //! Per-user secrets for client authentication, derived once at start so a login costs no
 //! key stretching.
 
-use crate::config::UserConfig;
+use crate::config::{AuthMode, Config, UserConfig};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
+use std::collections::HashMap;
 
 const ITERATIONS: usize = 4096;
+
+/// Who may log in, and how: replaced as a whole on SIGHUP.
+pub struct Access {
+    pub auth: AuthMode,
+    pub users: HashMap<String, UserSecrets>,
+}
+
+impl Access {
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let users = config
+            .users
+            .iter()
+            .map(|u| Ok((u.name.clone(), UserSecrets::from_config(u)?)))
+            .collect::<Result<_>>()?;
+        Ok(Access {
+            auth: config.auth,
+            users,
+        })
+    }
+
+    /// The plaintext password pglater logs in upstream with, if configured.
+    pub fn password_of(&self, user: &str) -> Option<String> {
+        self.users.get(user)?.password.clone()
+    }
+}
 
 /// What the proxy knows of a user.
 pub struct UserSecrets {

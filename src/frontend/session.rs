@@ -144,7 +144,8 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
         Err(AuthFailure::Gone) => return None,
     }
 
-    let password = proxy.users.get(&user).and_then(|u| u.password.as_deref());
+    let password = proxy.access.get().password_of(&user);
+    let password = password.as_deref();
     let (mut upstream, result) = match early {
         Some((mut up, first)) => {
             let r = login::resume(&mut up, first, &user, password).await;

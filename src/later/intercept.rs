@@ -160,13 +160,13 @@ pub async fn submit(
     when: Option<When>,
     params: Option<BoundParams>,
 ) -> Result<JobId, ProxyError> {
-    if script.len() > later.config.max_script_bytes {
+    if script.len() > later.config().max_script_bytes {
         return Err(ProxyError::error(
             "54000",
             format!(
                 "LATER script is {} bytes, over the limit of {} (later.max_script_bytes)",
                 script.len(),
-                later.config.max_script_bytes
+                later.config().max_script_bytes
             ),
         ));
     }

@@ -17,7 +17,7 @@ pub async fn run(later: &Later) {
     loop {
         if let Err(e) = later
             .store
-            .heartbeat(&later.config.instance_name, &later.incarnation)
+            .heartbeat(&later.config().instance_name, &later.incarnation)
             .await
         {
             warn!(error = %format!("{e:#}"), "job store: heartbeat failed");
@@ -27,7 +27,7 @@ pub async fn run(later: &Later) {
         }
         match later
             .store
-            .expire(later.config.retention.as_secs_f64())
+            .expire(later.config().retention.as_secs_f64())
             .await
         {
             Ok(0) => {}
@@ -44,7 +44,11 @@ pub async fn run(later: &Later) {
 async fn rescue_once(later: &Later) -> anyhow::Result<()> {
     let orphans = later
         .store
-        .orphaned_jobs(&later.config.instance_name, &later.incarnation, STALE_SECS)
+        .orphaned_jobs(
+            &later.config().instance_name,
+            &later.incarnation,
+            STALE_SECS,
+        )
         .await?;
     for o in orphans {
         if !o.started {

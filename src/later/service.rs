@@ -7,6 +7,7 @@ use super::notify::Listeners;
 use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
+use crate::live::Live;
 use crate::upstream::Upstream;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -14,10 +15,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 pub struct Later {
-    pub config: LaterConfig,
+    /// Reloaded on SIGHUP, but for what only a restart changes (see `reload`).
+    config: Live<LaterConfig>,
     pub store: Store,
     /// LATER submissions, group-committed.
     pub enqueuer: Batcher<NewJob, ()>,
@@ -39,7 +41,8 @@ pub struct Later {
     watchers: dashmap::DashMap<JobId, Arc<Notify>>,
     /// Sessions here that listen on `later`.
     pub listeners: Listeners,
-    passwords: HashMap<String, String>,
+    /// Users' upstream passwords, for logging jobs in (reloaded on SIGHUP).
+    passwords: Live<HashMap<String, String>>,
     /// Stop claiming jobs.
     pub stopping: CancellationToken,
     pub tasks: TaskTracker,
@@ -60,7 +63,7 @@ impl Later {
             .await
             .context("job store: cannot register this instance")?;
         let later = Arc::new(Later {
-            config: config.later.clone(),
+            config: Live::new(config.later.clone()),
             enqueuer: enqueuer(&store, &wake),
             recorder: {
                 let store = store.clone();
@@ -90,11 +93,7 @@ impl Later {
             conns: ConnCache::default(),
             watchers: dashmap::DashMap::new(),
             listeners: Listeners::default(),
-            passwords: config
-                .users
-                .iter()
-                .filter_map(|u| Some((u.name.clone(), u.password.clone()?)))
-                .collect(),
+            passwords: Live::new(passwords(config)),
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -107,14 +106,48 @@ impl Later {
         tokio::spawn(async move { super::listen::run(&l, pg_config).await });
         info!(
             instance = %later.instance,
-            workers = later.config.workers,
+            workers = config.later.workers,
             "LATER service started"
         );
         Ok(later)
     }
 
-    pub fn password_of(&self, user: &str) -> Option<&str> {
-        self.passwords.get(user).map(String::as_str)
+    pub fn password_of(&self, user: &str) -> Option<String> {
+        self.passwords.get().get(user).cloned()
+    }
+
+    /// The settings now in force.
+    pub fn config(&self) -> Arc<LaterConfig> {
+        self.config.get()
+    }
+
+    /// SIGHUP: takes the new limits, retention, admins and users' passwords; what only a
+    /// restart can change (workers, instance name, store) stays, with a warning if it differs.
+    pub fn reload(&self, config: &Config) {
+        let old = self.config();
+        let mut new = config.later.clone();
+        for (key, changed) in [
+            ("later.enabled", new.enabled != old.enabled),
+            ("later.workers", new.workers != old.workers),
+            (
+                "later.instance_name",
+                new.instance_name != old.instance_name,
+            ),
+            ("later.store_url", new.store_url != old.store_url),
+        ] {
+            if changed {
+                warn!(
+                    key,
+                    "changed in the configuration: takes effect at the next start"
+                );
+            }
+        }
+        new.enabled = old.enabled;
+        new.workers = old.workers;
+        new.instance_name = old.instance_name.clone();
+        new.store_url = old.store_url.clone();
+        self.config.set(new);
+        self.passwords.set(passwords(config));
     }
 
     /// What to wait on for job `id` to end. Register (`enable`) the wait before checking the
@@ -138,7 +171,7 @@ impl Later {
     }
 
     pub fn is_admin(&self, user: &str) -> bool {
-        self.config.admins.iter().any(|a| a == user)
+        self.config().admins.iter().any(|a| a == user)
     }
 
     /// Stops claiming and lets running jobs finish for up to `grace`; then cancels their
@@ -225,4 +258,13 @@ fn store_config(config: &Config) -> Result<tokio_postgres::Config> {
         c.password(pw);
     }
     Ok(c)
+}
+
+/// Users' plaintext passwords (jobs log in upstream with them).
+fn passwords(config: &Config) -> HashMap<String, String> {
+    config
+        .users
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.password.clone()?)))
+        .collect()
 }

@@ -77,10 +77,10 @@ type Assignment = (ClaimedJob, OwnedSemaphorePermit);
 pub fn spawn(later: Arc<Later>) {
     // One slot per worker: a job is claimed only when a worker here can start it at once, so
     // a busy instance never holds jobs an idle one could run.
-    let idle = Arc::new(Semaphore::new(later.config.workers));
-    let (tx, rx) = mpsc::channel::<Assignment>(later.config.workers.max(1));
+    let idle = Arc::new(Semaphore::new(later.config().workers));
+    let (tx, rx) = mpsc::channel::<Assignment>(later.config().workers.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    for _ in 0..later.config.workers {
+    for _ in 0..later.config().workers {
         let (later, rx) = (later.clone(), rx.clone());
         later.clone().tasks.spawn(async move {
             loop {
@@ -155,9 +155,9 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         &later.store,
         job.id,
         job.attempt,
-        later.config.max_result_bytes,
+        later.config().max_result_bytes,
     );
-    if let Some(limit) = later.config.job_timeout {
+    if let Some(limit) = later.config().job_timeout {
         sink = sink.with_timeout(limit, timed_out.clone());
     }
     let mut conn = match connection(later, &key).await {
@@ -195,19 +195,19 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Ok(Some(false)) => {}
         Ok(Some(true)) => {
             // Cancelled between its claim and its start: never run.
-            later.conns.put(key, conn, later.config.workers);
+            later.conns.put(key, conn, later.config().workers);
             let why = "canceling statement due to user request".to_owned();
             return record(later, &job, sink.failed("57014", why)).await;
         }
         Ok(None) => {
             debug!(job = %job.id, "claim lost before start");
-            return later.conns.put(key, conn, later.config.workers);
+            return later.conns.put(key, conn, later.config().workers);
         }
         Err(e) => {
             // Not recorded, so not run: it ends failed, saying so (requeueing it could spin on
             // a persistent failure). If even that cannot be stored, the rescue decides later.
             warn!(job = %job.id, error = %e, "job store: cannot record the backend");
-            later.conns.put(key, conn, later.config.workers);
+            later.conns.put(key, conn, later.config().workers);
             let why =
                 format!("the job store could not record the job's start, so it was not run: {e}");
             return record(later, &job, sink.failed("58030", why)).await;
@@ -224,7 +224,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         );
         tokio::pin!(run);
         let deadline = later
-            .config
+            .config()
             .job_timeout
             .map(|limit| tokio::time::Instant::now() + limit);
         loop {
@@ -252,7 +252,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     let captured = match result {
         Ok(status) => {
             if conn.reset(status).await.is_ok() {
-                later.conns.put(key, conn, later.config.workers);
+                later.conns.put(key, conn, later.config().workers);
             }
             sink.completed()
         }
@@ -278,7 +278,12 @@ async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> 
             return Ok(conn);
         }
     }
-    JobConn::open(&later.upstream, key, later.password_of(&key.owner)).await
+    JobConn::open(
+        &later.upstream,
+        key,
+        later.password_of(&key.owner).as_deref(),
+    )
+    .await
 }
 
 async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
