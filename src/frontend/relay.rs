@@ -166,23 +166,20 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
 {
-    let (inject_tx, mut inject_rx) = mpsc::channel::<Inject>(4);
-    let (note_tx, mut note_rx) = mpsc::channel::<Note>(notify::SESSION_QUEUE);
-    let mut down = Downstream::default();
+    let (inject_tx, injections) = mpsc::channel::<Inject>(4);
+    let (note_tx, notes) = mpsc::channel::<Note>(notify::SESSION_QUEUE);
     let mut up_buf = BytesMut::with_capacity(BUF_SIZE);
-    let mut down_buf = BytesMut::with_capacity(BUF_SIZE);
+    let mut out = ClientBound {
+        injections,
+        notes,
+        down: Downstream::default(),
+        buf: BytesMut::with_capacity(BUF_SIZE),
+    };
 
     let first = {
         let injector = Injector::new(inject_tx);
         let up = client_to_upstream(cr, uw, shared, &injector, &note_tx, &mut up_buf);
-        let down_fut = upstream_to_client(
-            ur,
-            cw,
-            shared,
-            (&mut inject_rx, &mut note_rx),
-            &mut down,
-            &mut down_buf,
-        );
+        let down_fut = upstream_to_client(ur, cw, shared, &mut out);
         tokio::select! {
             stop = up => First::Up(stop),
             _ = down_fut => First::Down,
@@ -191,20 +188,13 @@ where
     };
 
     match first {
-        First::Shutdown => shutdown(cw, uw, down.at_boundary()).await,
+        First::Shutdown => shutdown(cw, uw, out.down.at_boundary()).await,
         First::Up(Stop::Terminate) => RelayEnd::ClientTerminated,
         First::Up(Stop::BadLength) => {
             // The offending header went upstream: let the server answer as it does, then close.
             let _ = tokio::time::timeout(
                 VIOLATION_GRACE,
-                upstream_to_client(
-                    ur,
-                    cw,
-                    shared,
-                    (&mut inject_rx, &mut note_rx),
-                    &mut down,
-                    &mut down_buf,
-                ),
+                upstream_to_client(ur, cw, shared, &mut out),
             )
             .await;
             let _ = cw.shutdown().await;
@@ -212,7 +202,7 @@ where
         }
         First::Up(Stop::Read) => client_gone(uw, &shared.tracker).await,
         // The upstream stopped taking bytes, or stopped sending them: it is gone.
-        First::Up(Stop::Write) | First::Down => upstream_gone(cw, &down).await,
+        First::Up(Stop::Write) | First::Down => upstream_gone(cw, &out.down).await,
     }
 }
 
@@ -495,18 +485,33 @@ impl Downstream {
     }
 }
 
+/// What the client-bound direction keeps between its runs (it is run again after a
+/// protocol violation).
+struct ClientBound {
+    /// The proxy's own replies.
+    injections: mpsc::Receiver<Inject>,
+    /// Job notifications for a session that listens on `later`.
+    notes: mpsc::Receiver<Note>,
+    down: Downstream,
+    buf: BytesMut,
+}
+
 async fn upstream_to_client<R, W>(
     upstream: &mut R,
     client: &mut W,
     shared: &Shared<'_>,
-    (injections, notes): (&mut mpsc::Receiver<Inject>, &mut mpsc::Receiver<Note>),
-    down: &mut Downstream,
-    buf: &mut BytesMut,
+    out: &mut ClientBound,
 ) -> Stop
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let ClientBound {
+        injections,
+        notes,
+        down,
+        buf,
+    } = out;
     loop {
         let may_inject = !down.injections_closed && (down.injecting || down.at_boundary());
         let may_note = !down.notes_closed && !down.injecting && down.at_boundary();
