@@ -40,6 +40,7 @@ async fn run(config: Config) -> Result<()> {
     }
     let proxy = Arc::new(proxy);
     let later = proxy.later.clone();
+    pglater::admin::start(&proxy.config, later.clone()).await?;
     let grace = proxy.config.shutdown_timeout;
     let (first_signal, stop_accepting) = oneshot::channel();
     let force = proxy.force_close.clone();

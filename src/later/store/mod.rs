@@ -1,6 +1,7 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
 pub mod migrations;
+pub mod stats;
 
 use super::command::When;
 use super::id::JobId;
