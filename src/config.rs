@@ -98,6 +98,9 @@ pub struct Cli {
     /// CA certificates (PEM) that verify the upstream's certificate.
     #[arg(long, env = "PGLATER_UPSTREAM_SSLROOTCERT")]
     pub upstream_sslrootcert: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (default: no endpoint).
+    #[arg(long, env = "PGLATER_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// config.toml as written; every field optional so flags can fill gaps.
@@ -118,6 +121,21 @@ struct FileConfig {
     users: Vec<UserConfig>,
     #[serde(default)]
     later: FileLater,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<String>,
+}
+
+/// The Prometheus metrics endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (HOST:PORT); None: nowhere.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +250,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub users: Vec<UserConfig>,
     pub later: LaterConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -315,6 +334,9 @@ impl Config {
                 admins: file.later.admins.unwrap_or_default(),
             },
             users: file.users,
+            metrics: MetricsConfig {
+                listen: cli.metrics_listen.clone().or(file.metrics.listen),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -322,6 +344,9 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         split_host_port(&self.listen).context("listen")?;
+        if let Some(listen) = &self.metrics.listen {
+            split_host_port(listen).context("metrics.listen")?;
+        }
         if self.later.instance_name.contains('/') {
             bail!("later.instance_name: must not contain '/'");
         }
@@ -425,6 +450,19 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.upstream.port, 7);
         assert_eq!(c.auth, AuthMode::Trust);
+    }
+
+    #[test]
+    fn metrics_endpoint_is_off_unless_set_and_a_bad_address_names_the_key() {
+        assert_eq!(Config::load(&Cli::default()).unwrap().metrics.listen, None);
+        let cli = Cli {
+            metrics_listen: Some("localhost".into()),
+            ..Cli::default()
+        };
+        let err = format!("{:#}", Config::load(&cli).unwrap_err());
+        assert!(err.contains("metrics.listen"), "{err}");
+        let err = toml::from_str::<FileConfig>("[metrics]\nlisten_on = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! pglater: a PostgreSQL wire-protocol proxy that adds asynchronous SQL.
 
+pub mod admin;
 pub mod config;
 pub mod frontend;
 pub mod later;

@@ -41,6 +41,7 @@ async fn run(config: Config, cli: Cli) -> Result<()> {
     let proxy = Arc::new(proxy);
     tokio::spawn(reload_on_sighup(proxy.clone(), cli));
     let later = proxy.later.clone();
+    pglater::admin::start(&proxy.config, later.clone()).await?;
     let grace = proxy.config.shutdown_timeout;
     let (first_signal, stop_accepting) = oneshot::channel();
     let force = proxy.force_close.clone();

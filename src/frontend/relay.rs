@@ -10,6 +10,7 @@ use super::context::Proxy;
 use super::extended::{self, Locals, Look};
 use super::replies::{Disposition, Quiet, Request, Tracker};
 use super::session::Established;
+use crate::admin::metrics;
 use crate::later::Later;
 use crate::later::command::{self, Listening};
 use crate::later::intercept::{self, Asker, Inject, Injector};
@@ -227,6 +228,7 @@ where
     let mut requests: Vec<Request> = Vec::with_capacity(16);
     // Set while the session listens on `later`; dropped with the session.
     let mut subscription: Option<Subscription<'a>> = None;
+    let mut counted = metrics::ClientReads::default();
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < BUF_SIZE / 4 {
@@ -234,7 +236,7 @@ where
         }
         match client.read_buf(buf).await {
             Ok(0) | Err(_) => return Stop::Read,
-            Ok(_) => {}
+            Ok(n) => counted.read(n),
         }
         let mut pos = 0;
         let mut forward_from = 0;
@@ -322,6 +324,7 @@ where
             if let Some(r) = Request::of(tag, body.first().copied()) {
                 requests.push(r);
             }
+            counted.forwarded(tag);
             match tag {
                 b'Q' => locals.query_sent(),
                 b'X' => {
@@ -338,6 +341,7 @@ where
             }
             pos += total;
         }
+        counted.flush();
         if forward(upstream, shared, &mut requests, &buf[forward_from..pos])
             .await
             .is_err()
@@ -554,7 +558,7 @@ where
             r = upstream.read_buf(buf), if !down.injecting => {
                 match r {
                     Ok(0) | Err(_) => return Stop::Read,
-                    Ok(_) => {}
+                    Ok(n) => metrics::server_read(n),
                 }
                 loop {
                     let (keep, consumed, notes_due) = walk(shared, down, buf);

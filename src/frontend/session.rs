@@ -5,6 +5,7 @@ use super::auth::{AuthFailure, authenticate};
 use super::cancel::{BackendPid, CancelAction, SessionSignal};
 use super::context::Proxy;
 use super::relay::{self, RelayEnd};
+use crate::admin::metrics;
 use crate::stream::Stream;
 use crate::upstream::cancel::send_cancel;
 use crate::upstream::login::frame;
@@ -45,6 +46,7 @@ pub struct BackendKey {
 }
 
 pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
+    let _open = metrics::client_connected();
     let opened = Instant::now();
     let established = match tokio::time::timeout(
         proxy.config.startup_timeout,
@@ -65,6 +67,7 @@ pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
         established.backend.clone(),
     );
     info!(%peer, %user, %database, pid = key.pid.0, "connection opened");
+    let _upstream_open = metrics::session_upstream_open();
     let end = relay::run(&proxy, established).await;
     proxy.cancel_keys.unregister(key.pid, &key.proxy_secret);
     if end == RelayEnd::ClientGoneWhileBusy

@@ -52,6 +52,8 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
                             }
                         }
                         Err(e) => {
+                            // Every batcher flushes to the job store.
+                            crate::admin::metrics::store_error();
                             for ack in acks {
                                 let _ = ack.send(Err(e.clone()));
                             }

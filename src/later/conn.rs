@@ -33,6 +33,8 @@ pub struct JobConn {
     pending_resets: usize,
     /// Read buffer for captures, kept from job to job.
     pub read_buf: BytesMut,
+    /// Counts it among the open upstream connections while it exists.
+    _open: crate::admin::metrics::Held,
 }
 
 /// Why a job connection could not be opened.
@@ -92,6 +94,7 @@ impl JobConn {
             backend_start: String::new(),
             pending_resets: 0,
             read_buf: BytesMut::new(),
+            _open: crate::admin::metrics::job_upstream_open(),
         };
         conn.backend_start = conn
             .query_value(

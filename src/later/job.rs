@@ -98,6 +98,8 @@ pub struct ClaimedJob {
     pub read_only: bool,
     /// Run through the extended protocol with these parameters.
     pub params: Option<BoundParams>,
+    /// Its pickup latency and duration, for the metrics.
+    pub clock: crate::admin::metrics::JobClock,
 }
 
 /// The parameters of a statement submitted through the extended protocol: the types the

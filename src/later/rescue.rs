@@ -6,6 +6,7 @@ use super::id::JobId;
 use super::job::{Attempt, JobState, Outcome};
 use super::service::Later;
 use super::store::Finish;
+use crate::admin::metrics;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -20,9 +21,11 @@ pub async fn run(later: &Later) {
             .heartbeat(&later.config().instance_name, &later.incarnation)
             .await
         {
+            metrics::store_error();
             warn!(error = %format!("{e:#}"), "job store: heartbeat failed");
         }
         if let Err(e) = rescue_once(later).await {
+            metrics::store_error();
             warn!(error = %format!("{e:#}"), "job store: rescue failed");
         }
         match later
@@ -32,7 +35,10 @@ pub async fn run(later: &Later) {
         {
             Ok(0) => {}
             Ok(n) => info!(jobs = n, "removed ended jobs past their retention"),
-            Err(e) => warn!(error = %format!("{e:#}"), "job store: retention failed"),
+            Err(e) => {
+                metrics::store_error();
+                warn!(error = %format!("{e:#}"), "job store: retention failed");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}

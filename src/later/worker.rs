@@ -8,6 +8,7 @@ use super::id::JobId;
 use super::job::ClaimedJob;
 use super::service::Later;
 use super::store::{BackendRecord, Finish};
+use crate::admin::metrics;
 use crate::upstream::cancel::send_cancel;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,6 +136,7 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
             }
             Err(e) => {
                 drop(permits);
+                metrics::store_error();
                 warn!(error = %format!("{e:#}"), "job store: claim failed");
                 tokio::time::sleep(POLL).await;
             }
@@ -195,6 +197,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Ok(Some(false)) => {}
         Ok(Some(true)) => {
             // Cancelled between its claim and its start: never run.
+            job.clock.cancel_requested();
             later.conns.put(key, conn, later.config().workers);
             let why = "canceling statement due to user request".to_owned();
             return record(later, &job, sink.failed("57014", why)).await;
@@ -249,6 +252,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         }
     };
     later.running.remove(&job.id);
+    job.clock.cancel_requested_if(&cancel.requested);
     let captured = match result {
         Ok(status) => {
             if conn.reset(status).await.is_ok() {
@@ -264,6 +268,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             sink.failed("08P01", format!("protocol error from the server: {why}"))
         }
         Err(CaptureError::Store(e)) => {
+            metrics::store_error();
             warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot store a result");
             sink.failed("58030", format!("the job's result could not be stored: {e:#}"))
         }
@@ -297,6 +302,7 @@ async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
     };
     match later.finisher.submit(finish).await {
         Ok(true) => {
+            metrics::job_finished(&job.clock, state);
             info!(job = %job.id, owner = %job.owner, %state, rows, "job finished");
             later.job_done(job.id);
         }

@@ -1,6 +1,7 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
 pub mod migrations;
+pub mod stats;
 
 use super::command::When;
 use super::id::JobId;
@@ -117,7 +118,8 @@ impl Store {
                                 WHERE state IN ('queued', 'scheduled') AND run_at <= now()
                                 ORDER BY run_at, id
                                 FOR UPDATE SKIP LOCKED LIMIT $2)
-                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params",
+                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params,
+                           extract(epoch FROM clock_timestamp() - run_at)::float8",
             )
             .await?;
         let rows = client.query(&stmt, &[&instance, &limit]).await?;
@@ -132,6 +134,7 @@ impl Store {
                 settings: parse_settings(r.get(5)),
                 read_only: r.get(6),
                 params: r.get::<_, Option<&[u8]>>(7).and_then(BoundParams::decode),
+                clock: crate::admin::metrics::job_claimed(r.get(8)),
             })
             .collect();
         // RETURNING order is not the queue's order.
