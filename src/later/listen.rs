@@ -36,6 +36,7 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                             Ok(AsyncMessage::Notification(_)) => wake.notify_waiters(),
                             Ok(_) => {}
                             Err(e) => {
+                                crate::admin::metrics::store_error();
                                 debug!(error = %e, "store listener lost");
                                 break;
                             }
@@ -48,6 +49,7 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     )
                     .await
                 {
+                    crate::admin::metrics::store_error();
                     warn!(error = %e, "LISTEN on the job store failed");
                 }
                 loop {
@@ -62,7 +64,10 @@ pub async fn run(later: &Later, config: tokio_postgres::Config) {
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "job store: cannot connect the listener"),
+            Err(e) => {
+                crate::admin::metrics::store_error();
+                warn!(error = %e, "job store: cannot connect the listener");
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
