@@ -37,6 +37,7 @@
 #   PGLATER_BIN  the pglater binary                             [target/release/pglater]
 #   PGLATER_LOG  pglater's log filter (its own default: info, one line per finished job)
 #   KEEP_DIR=1 keep the work directory (logs, data) after exit
+#   PG_SETTINGS  extra postgresql.conf lines, ';'-separated      []
 #
 # pgbench, pglater and PostgreSQL share this machine's cores: every figure includes the
 # other two's CPU use.
@@ -73,6 +74,11 @@ settings=("max_connections = 200" "shared_buffers = 256MB" "log_min_messages = w
 if [ "$DURABLE" != 1 ]; then
     settings+=("fsync = off" "synchronous_commit = off" "full_page_writes = off")
 fi
+# Extra postgresql.conf lines, ';'-separated (e.g. auto_explain to see the store's plans).
+if [ -n "${PG_SETTINGS:-}" ]; then
+    IFS=';' read -r -a extra <<<"$PG_SETTINGS"
+    settings+=("${extra[@]}")
+fi
 bench_pg_start "${settings[@]}"
 bench_pglater_start --auth trust --workers "$WORKERS"
 
@@ -100,7 +106,8 @@ wait_terminal_since() {
         if awk -v s="$start" -v n="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN { exit !(n - s > t) }'; then
             die "$left jobs still not terminal after ${DRAIN_TIMEOUT}s (see $work/pglater.log)"
         fi
-        sleep 0.2
+        # Each look scans the jobs table: often enough, without taking much CPU from the run.
+        sleep 1
     done
     awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", n - s }'
 }

@@ -41,9 +41,16 @@ impl Store {
     ) -> Result<Self> {
         let pool = pool_for(pg_config.clone(), pool_size)?;
         let mut worker_config = pg_config.clone();
+        // The workers look jobs up by id, and the queue's partial indexes (jobs_queue,
+        // jobs_running) keep an entry per job that ever passed through them until VACUUM.
+        // A bitmap scan of one visits every such dead entry on each statement (and never
+        // marks them dead, as a plain index scan does), which under load costs tens of ms a
+        // statement; so the workers' sessions do without bitmap scans.
+        let mut options = String::from("-c enable_bitmapscan=off");
         if same_server {
-            worker_config.options("-c synchronous_commit=off");
+            options.push_str(" -c synchronous_commit=off");
         }
+        worker_config.options(&options);
         let worker_pool = pool_for(worker_config, pool_size)?;
         let mut client = pool
             .get()
