@@ -3,6 +3,7 @@
 use super::batch::Batcher;
 use super::id::JobId;
 use super::job::NewJob;
+use super::limits::{Admission, Limits, SharedLimits};
 use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
@@ -18,8 +19,8 @@ use tracing::info;
 pub struct Later {
     pub config: LaterConfig,
     pub store: Store,
-    /// LATER submissions, group-committed.
-    pub enqueuer: Batcher<NewJob, ()>,
+    /// LATER submissions, group-committed; per job, whether it was queued.
+    pub enqueuer: Batcher<NewJob, Admission>,
     /// Which backend runs which attempt, group-committed before each job starts.
     /// Per record: None when fenced out, else whether a cancel was already requested.
     pub recorder: Batcher<BackendRecord, Option<bool>>,
@@ -34,6 +35,8 @@ pub struct Later {
     /// Jobs running here: their backend's pid and cancel secret.
     pub running: RunningJobs,
     pub conns: ConnCache,
+    /// The limits in force: read them with `limits()`.
+    limits: SharedLimits,
     /// Sessions waiting for a job to end (FETCH LATER ... WAIT), by job.
     watchers: dashmap::DashMap<JobId, Arc<Notify>>,
     passwords: HashMap<String, String>,
@@ -56,9 +59,11 @@ impl Later {
             .heartbeat(&config.later.instance_name, &incarnation)
             .await
             .context("job store: cannot register this instance")?;
+        let limits = SharedLimits::new(config.later.limits);
         let later = Arc::new(Later {
             config: config.later.clone(),
-            enqueuer: enqueuer(&store, &wake),
+            enqueuer: enqueuer(&store, &wake, &limits),
+            limits,
             recorder: {
                 let store = store.clone();
                 Batcher::start(1, 1000, move |items: Vec<BackendRecord>| {
@@ -131,6 +136,20 @@ impl Later {
         if let Some(n) = self.watchers.get(&id) {
             n.notify_waiters();
         }
+        // Its running slot is free: a job waiting for it may start now, not at the next poll.
+        if self.limits().bounds_running() {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// The limits in force (a copy: one consistent set for the caller's batch or claim).
+    pub fn limits(&self) -> Limits {
+        self.limits.get()
+    }
+
+    /// Replaces the limits (a reload); the next batch and the next claim use them.
+    pub fn set_limits(&self, limits: Limits) {
+        self.limits.set(limits);
     }
 
     pub fn is_admin(&self, user: &str) -> bool {
@@ -183,18 +202,24 @@ impl Later {
     }
 }
 
-/// LATER submissions share inserts; local workers are woken after each commit.
-fn enqueuer(store: &Store, wake: &Arc<Notify>) -> Batcher<NewJob, ()> {
-    let (store, wake) = (store.clone(), wake.clone());
+/// LATER submissions share inserts; local workers are woken after each commit. Each batch
+/// is checked against the per-user job limit in force when it is flushed.
+fn enqueuer(
+    store: &Store,
+    wake: &Arc<Notify>,
+    limits: &SharedLimits,
+) -> Batcher<NewJob, Admission> {
+    let (store, wake, limits) = (store.clone(), wake.clone(), limits.clone());
     Batcher::start(2, 1000, move |jobs: Vec<NewJob>| {
         let (store, wake) = (store.clone(), wake.clone());
+        let max_jobs_per_user = limits.get().max_jobs_per_user;
         async move {
-            store
-                .insert_jobs(&jobs)
+            let admissions = store
+                .insert_jobs(&jobs, max_jobs_per_user)
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             wake.notify_waiters();
-            Ok(vec![(); jobs.len()])
+            Ok(admissions)
         }
     })
 }
