@@ -117,6 +117,7 @@ fn assert_over_job_limit(e: &tokio_postgres::Error, limit: u32) {
     let expected =
         format!("user \"alice\" has {limit} unfinished jobs, the limit (later.max_jobs_per_user)");
     assert_eq!(e.message(), expected, "{e:?}");
+    assert!(e.detail().unwrap_or("").contains("not queued"), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
