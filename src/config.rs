@@ -1,5 +1,6 @@
 //! Configuration: config.toml, overridden by environment variables and command-line flags.
 
+use crate::later::limits::Limits;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
@@ -90,6 +91,16 @@ pub struct Cli {
     /// Seconds a job may run before its statement is cancelled (default: no limit).
     #[arg(long, env = "PGLATER_JOB_TIMEOUT_SECS")]
     pub job_timeout_secs: Option<f64>,
+    /// Unfinished (scheduled, queued or running) jobs one user may have; more LATERs are
+    /// refused with 53400 (default: no limit).
+    #[arg(long, env = "PGLATER_MAX_JOBS_PER_USER")]
+    pub max_jobs_per_user: Option<u32>,
+    /// Jobs of one user running at once over all instances; more wait (default: no limit).
+    #[arg(long, env = "PGLATER_MAX_RUNNING_PER_USER")]
+    pub max_running_per_user: Option<u32>,
+    /// Jobs running at once over all users and instances; more wait (default: no limit).
+    #[arg(long, env = "PGLATER_MAX_RUNNING")]
+    pub max_running: Option<u32>,
     /// Relay only: no LATER commands, no job store.
     #[arg(long, env = "PGLATER_NO_LATER")]
     pub no_later: bool,
@@ -149,6 +160,9 @@ struct FileLater {
     max_script_bytes: Option<usize>,
     retention_secs: Option<f64>,
     job_timeout_secs: Option<f64>,
+    max_jobs_per_user: Option<u32>,
+    max_running_per_user: Option<u32>,
+    max_running: Option<u32>,
     admins: Option<Vec<String>>,
 }
 
@@ -167,6 +181,9 @@ pub struct LaterConfig {
     pub job_timeout: Option<Duration>,
     /// Users who see and may cancel every user's jobs.
     pub admins: Vec<String>,
+    /// The limits at start. The service reads the limits in force through
+    /// `Later::limits()`, which a reload may change; never through this field.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for LaterConfig {
@@ -182,6 +199,7 @@ impl std::fmt::Debug for LaterConfig {
             .field("retention", &self.retention)
             .field("job_timeout", &self.job_timeout)
             .field("admins", &self.admins)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -332,6 +350,13 @@ impl Config {
                         .max(0.0),
                 ),
                 admins: file.later.admins.unwrap_or_default(),
+                limits: Limits {
+                    max_jobs_per_user: cli.max_jobs_per_user.or(file.later.max_jobs_per_user),
+                    max_running_per_user: cli
+                        .max_running_per_user
+                        .or(file.later.max_running_per_user),
+                    max_running: cli.max_running.or(file.later.max_running),
+                },
             },
             users: file.users,
             metrics: MetricsConfig {
@@ -349,6 +374,20 @@ impl Config {
         }
         if self.later.instance_name.contains('/') {
             bail!("later.instance_name: must not contain '/'");
+        }
+        let limits = [
+            ("max_jobs_per_user", self.later.limits.max_jobs_per_user),
+            (
+                "max_running_per_user",
+                self.later.limits.max_running_per_user,
+            ),
+            ("max_running", self.later.limits.max_running),
+        ];
+        for (key, value) in limits {
+            // 0 would refuse every LATER or never run a job: surely not what was meant.
+            if value == Some(0) {
+                bail!("later.{key}: must be at least 1 (leave it out for no limit)");
+            }
         }
         if self.threads == 0 {
             bail!("threads: must be at least 1");
@@ -475,5 +514,42 @@ mod tests {
             scram_verifier: None,
         });
         assert!(c.validate().unwrap_err().to_string().contains("users[0]"));
+    }
+
+    #[test]
+    fn limits_come_from_file_and_flags_and_zero_is_refused() {
+        let dir = std::env::temp_dir().join(format!("pglater-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[later]\nmax_jobs_per_user = 3\nmax_running_per_user = 1\nmax_running = 4\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path.clone()),
+            max_running: Some(9),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(
+            c.later.limits,
+            Limits {
+                max_jobs_per_user: Some(3),
+                max_running_per_user: Some(1),
+                max_running: Some(9),
+            }
+        );
+        assert_eq!(
+            Config::load(&Cli::default()).unwrap().later.limits,
+            Limits::default()
+        );
+        std::fs::write(&path, "[later]\nmax_running = 0\n").unwrap();
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        let err = Config::load(&cli).unwrap_err().to_string();
+        assert!(err.contains("later.max_running"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! LATER security: a job runs as its submitter (never as a shared superuser), in the
-//! submitting database; only the submitter sees, fetches or lists its jobs, and another
-//! user's job is indistinguishable from one never issued; the proxy never logs passwords.
+//! submitting database; only the submitter (or a user in later.admins) sees, fetches, lists or
+//! cancels its jobs, and another user's job is indistinguishable from one never issued; the
+//! proxy never logs passwords.
 //!
 //! Proxies are `Proxy::scram` (auth = scram, users alice and bob with their passwords), each
 //! with a job store of its own (`ProxyBuilder::own_store`), so tests running in parallel never
@@ -254,6 +255,45 @@ async fn show_later_lists_only_the_callers_jobs() {
         vec![a2, a1],
         "alice's SHOW LATER from postgres"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_and_cancels_every_users_jobs_and_a_non_admin_cannot() {
+    let proxy = ProxyBuilder::scram_own_store("admin_jobs")
+        .tail("[later]\nadmins = [\"bob\"]\n")
+        .start();
+    let a = alice(&proxy, "app").await;
+    let admin = bob(&proxy, "app").await;
+    let a_done = later_submit(&a, "SELECT 'alice' AS who").await;
+    assert_eq!(later_wait(&a, a_done).await, "succeeded");
+    let a_long = later_submit(&a, "SELECT pg_sleep(60)").await;
+    let b_long = later_submit(&admin, "SELECT pg_sleep(60)").await;
+
+    // The admin lists everyone's jobs, newest first, and may look at and fetch alice's.
+    let admin_sees = listed_ids(&sq(&admin, "SHOW LATER").await.unwrap());
+    assert_eq!(
+        admin_sees,
+        vec![b_long, a_long, a_done],
+        "the admin's SHOW LATER"
+    );
+    assert_eq!(
+        listed_ids(&sq(&admin, &format!("SHOW LATER {a_long}")).await.unwrap()),
+        vec![a_long]
+    );
+    assert_eq!(fetch_rows(&admin, a_done).await, vec![row(&["alice"])]);
+    // Alice, no admin, sees only hers; the admin's job does not exist for her.
+    let alice_sees = listed_ids(&sq(&a, "SHOW LATER").await.unwrap());
+    assert_eq!(alice_sees, vec![a_long, a_done], "alice's SHOW LATER");
+    let e = sq(&a, &format!("CANCEL LATER {b_long}")).await.unwrap_err();
+    assert_eq!(db_error(&e).code().code(), "42704", "{e:?}");
+    assert_ne!(later_state(&admin, b_long).await, "cancelled");
+
+    // The admin cancels alice's job: it ends cancelled, as alice sees it.
+    let rows = simple_rows(&sq(&admin, &format!("CANCEL LATER {a_long}")).await.unwrap());
+    assert_eq!(rows[0][0], Some(a_long.to_string()), "{rows:?}");
+    assert_eq!(later_wait(&a, a_long).await, "cancelled");
+    sq(&admin, &format!("CANCEL LATER {b_long}")).await.unwrap();
+    assert_eq!(later_wait(&admin, b_long).await, "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

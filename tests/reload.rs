@@ -83,8 +83,9 @@ async fn sighup_reloads_users_and_limits_and_keeps_sessions() {
         Some("2")
     );
 
-    // alice is removed: no new session of hers, the open one goes on.
-    reload(&p, &config(&["bob"], small), RELOADED);
+    // alice is removed: no new session of hers, the open one goes on; bob gets a job limit.
+    let limited = "[later]\nmax_script_bytes = 64\nmax_jobs_per_user = 1\n";
+    reload(&p, &config(&["bob"], limited), RELOADED);
     assert_eq!(refused_with(p.port, "alice", ALICE_PASSWORD).await, "28000");
     assert_eq!(backend_pid(&alice).await, pid);
     let e = sq(&bob, &format!("LATER {long}")).await.unwrap_err();
@@ -93,6 +94,10 @@ async fn sighup_reloads_users_and_limits_and_keeps_sessions() {
         "54000",
         "limit back to 64 bytes"
     );
+    let sleeping = later_submit(&bob, "SELECT pg_sleep(30)").await;
+    let e = sq(&bob, "LATER SELECT 1").await.unwrap_err();
+    assert_eq!(db_error(&e).code().code(), "53400", "max_jobs_per_user = 1");
+    sq(&bob, &format!("CANCEL LATER {sleeping}")).await.unwrap();
 
     // A file that does not load changes nothing, and the log names the bad key.
     reload(

@@ -5,6 +5,7 @@
 use super::command::{Command, Wait, When};
 use super::id::JobId;
 use super::job::{BoundParams, CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
+use super::limits::{self, Admission};
 use super::service::Later;
 use super::store::ResolveError;
 use crate::wire::reply::{self, Column, ProxyError};
@@ -211,14 +212,19 @@ pub async fn submit(
         params,
     };
     let id = job.id;
-    later.enqueuer.submit(job).await.map_err(|e| {
+    let admission = later.enqueuer.submit(job).await.map_err(|e| {
         ProxyError::error(
             "58030",
             "the job could not be queued: the job store is unavailable",
         )
         .with_detail(e)
     })?;
-    Ok(id)
+    match admission {
+        Admission::Queued => Ok(id),
+        Admission::OverJobLimit { unfinished, limit } => {
+            Err(limits::too_many_jobs(asker.user, unfinished, limit))
+        }
+    }
 }
 
 pub async fn cancel_reply(

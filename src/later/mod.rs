@@ -10,6 +10,7 @@ pub mod conn;
 pub mod id;
 pub mod intercept;
 pub mod job;
+pub mod limits;
 pub mod listen;
 pub mod notify;
 pub mod portal;

@@ -3,6 +3,7 @@
 use super::batch::Batcher;
 use super::id::JobId;
 use super::job::NewJob;
+use super::limits::{Admission, Limits};
 use super::notify::Listeners;
 use super::store::{BackendRecord, Finish, Store};
 use super::worker::{ConnCache, RunningJobs};
@@ -19,10 +20,10 @@ use tracing::{info, warn};
 
 pub struct Later {
     /// Reloaded on SIGHUP, but for what only a restart changes (see `reload`).
-    config: Live<LaterConfig>,
+    config: Arc<Live<LaterConfig>>,
     pub store: Store,
-    /// LATER submissions, group-committed.
-    pub enqueuer: Batcher<NewJob, ()>,
+    /// LATER submissions, group-committed; per job, whether it was queued.
+    pub enqueuer: Batcher<NewJob, Admission>,
     /// Which backend runs which attempt, group-committed before each job starts.
     /// Per record: None when fenced out, else whether a cancel was already requested.
     pub recorder: Batcher<BackendRecord, Option<bool>>,
@@ -62,9 +63,10 @@ impl Later {
             .heartbeat(&config.later.instance_name, &incarnation)
             .await
             .context("job store: cannot register this instance")?;
+        let live_config = Arc::new(Live::new(config.later.clone()));
         let later = Arc::new(Later {
-            config: Live::new(config.later.clone()),
-            enqueuer: enqueuer(&store, &wake),
+            enqueuer: enqueuer(&store, &wake, &live_config),
+            config: live_config,
             recorder: {
                 let store = store.clone();
                 Batcher::start(1, 1000, move |items: Vec<BackendRecord>| {
@@ -168,6 +170,15 @@ impl Later {
         if let Some(n) = self.watchers.get(&id) {
             n.notify_waiters();
         }
+        // Its running slot is free: a job waiting for it may start now, not at the next poll.
+        if self.limits().bounds_running() {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// The limits in force (a copy: one consistent set for the caller's batch or claim).
+    pub fn limits(&self) -> Limits {
+        self.config().limits
     }
 
     pub fn is_admin(&self, user: &str) -> bool {
@@ -220,18 +231,24 @@ impl Later {
     }
 }
 
-/// LATER submissions share inserts; local workers are woken after each commit.
-fn enqueuer(store: &Store, wake: &Arc<Notify>) -> Batcher<NewJob, ()> {
-    let (store, wake) = (store.clone(), wake.clone());
+/// LATER submissions share inserts; local workers are woken after each commit. Each batch
+/// is checked against the per-user job limit in force when it is flushed.
+fn enqueuer(
+    store: &Store,
+    wake: &Arc<Notify>,
+    config: &Arc<Live<LaterConfig>>,
+) -> Batcher<NewJob, Admission> {
+    let (store, wake, config) = (store.clone(), wake.clone(), config.clone());
     Batcher::start(2, 1000, move |jobs: Vec<NewJob>| {
         let (store, wake) = (store.clone(), wake.clone());
+        let max_jobs_per_user = config.get().limits.max_jobs_per_user;
         async move {
-            store
-                .insert_jobs(&jobs)
+            let admissions = store
+                .insert_jobs(&jobs, max_jobs_per_user)
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             wake.notify_waiters();
-            Ok(vec![(); jobs.len()])
+            Ok(admissions)
         }
     })
 }

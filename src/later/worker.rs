@@ -115,7 +115,7 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
         notified.as_mut().enable();
         match later
             .store
-            .claim(&later.instance, permits.len() as i64)
+            .claim(&later.instance, permits.len() as i64, &later.limits())
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {

@@ -71,6 +71,18 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ALTER TABLE pglater.jobs ADD COLUMN result_sets integer NOT NULL DEFAULT 0;
     "#,
     ),
+    (
+        3,
+        r#"
+    -- Each user's waiting jobs in pickup order. Counting a user's jobs against
+    -- later.max_jobs_per_user and claiming each user's oldest jobs first under
+    -- later.max_running_per_user read only that user's entries, not the whole queue or the
+    -- user's ended jobs (which jobs_owner also holds). Like jobs_queue it holds waiting rows
+    -- only, so it stays small; a job adds one entry, when it is queued.
+    CREATE INDEX jobs_owner_queue ON pglater.jobs (owner, run_at, id)
+        WHERE state IN ('queued', 'scheduled');
+    "#,
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

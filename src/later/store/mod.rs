@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+mod limited;
 pub mod migrations;
 pub mod stats;
 
@@ -8,10 +9,12 @@ use super::id::JobId;
 use super::job::{
     Attempt, BoundParams, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings,
 };
+use super::limits::{Admission, Limits};
 use super::notify::{self, Ended};
 use anyhow::{Context, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 
 /// Columns SHOW LATER prints, formatted by the store's server as text.
 const SHOW_COLUMNS: &str =
@@ -78,17 +81,17 @@ impl Store {
     }
 
     /// Inserts jobs in one statement (one commit for the batch) and wakes every instance.
-    pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
-        let ids: Vec<i64> = jobs.iter().map(|j| j.id.get()).collect();
-        let owners: Vec<&str> = jobs.iter().map(|j| j.owner.as_str()).collect();
-        let dbs: Vec<&str> = jobs.iter().map(|j| j.database.as_str()).collect();
-        let scripts: Vec<&[u8]> = jobs.iter().map(|j| j.script.as_slice()).collect();
-        let settings: Vec<String> = jobs.iter().map(|j| settings_json(&j.settings)).collect();
-        let run_at: Vec<Option<&str>> = jobs.iter().map(|j| j.run_at.as_deref()).collect();
-        let params: Vec<Option<Vec<u8>>> = jobs
-            .iter()
-            .map(|j| j.params.as_ref().map(BoundParams::encode))
-            .collect();
+    /// Per job, whether it was queued: with `max_jobs_per_user`, a job whose owner is at the
+    /// limit is not (see `limited`); the others of the batch are.
+    pub async fn insert_jobs(
+        &self,
+        jobs: &[NewJob],
+        max_jobs_per_user: Option<u32>,
+    ) -> Result<Vec<Admission>> {
+        let columns = JobColumns::of(jobs);
+        if let Some(limit) = max_jobs_per_user {
+            return self.insert_jobs_within(&columns, limit).await;
+        }
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -104,17 +107,23 @@ impl Store {
             )
             .await?;
         client
-            .execute(
-                &stmt,
-                &[&ids, &owners, &dbs, &scripts, &settings, &run_at, &params],
-            )
+            .execute(&stmt, &columns.params())
             .await
             .context("cannot queue the job")?;
-        Ok(())
+        Ok(vec![Admission::Queued; jobs.len()])
     }
 
     /// Claims up to `limit` due jobs for `instance`, bumping their attempt (the fencing token).
-    pub async fn claim(&self, instance: &str, limit: i64) -> Result<Vec<ClaimedJob>> {
+    /// Under running limits, only jobs that fit them (see `limited`).
+    pub async fn claim(
+        &self,
+        instance: &str,
+        limit: i64,
+        limits: &Limits,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limits.bounds_running() {
+            return self.claim_within(instance, limit, limits).await;
+        }
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
@@ -130,23 +139,7 @@ impl Store {
             )
             .await?;
         let rows = client.query(&stmt, &[&instance, &limit]).await?;
-        let mut jobs: Vec<ClaimedJob> = rows
-            .iter()
-            .map(|r| ClaimedJob {
-                id: JobId::from_db(r.get(0)),
-                attempt: Attempt(r.get(1)),
-                owner: r.get(2),
-                database: r.get(3),
-                script: r.get(4),
-                settings: parse_settings(r.get(5)),
-                read_only: r.get(6),
-                params: r.get::<_, Option<&[u8]>>(7).and_then(BoundParams::decode),
-                clock: crate::admin::metrics::job_claimed(r.get(8)),
-            })
-            .collect();
-        // RETURNING order is not the queue's order.
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        Ok(claimed_jobs(&rows))
     }
 
     /// Records the upstream backends that execute attempts; per item, false when fenced out.
@@ -597,6 +590,70 @@ pub struct Orphan {
     pub started: bool,
     /// Its upstream backend still exists (the query may still be running).
     pub backend_alive: bool,
+}
+
+/// A batch of new jobs as the column arrays the insert statements unnest, in this order:
+/// id, owner, database, script, settings, run_at, params.
+struct JobColumns<'a> {
+    ids: Vec<i64>,
+    owners: Vec<&'a str>,
+    dbs: Vec<&'a str>,
+    scripts: Vec<&'a [u8]>,
+    settings: Vec<String>,
+    run_at: Vec<Option<&'a str>>,
+    params: Vec<Option<Vec<u8>>>,
+}
+
+impl<'a> JobColumns<'a> {
+    fn of(jobs: &'a [NewJob]) -> Self {
+        Self {
+            ids: jobs.iter().map(|j| j.id.get()).collect(),
+            owners: jobs.iter().map(|j| j.owner.as_str()).collect(),
+            dbs: jobs.iter().map(|j| j.database.as_str()).collect(),
+            scripts: jobs.iter().map(|j| j.script.as_slice()).collect(),
+            settings: jobs.iter().map(|j| settings_json(&j.settings)).collect(),
+            run_at: jobs.iter().map(|j| j.run_at.as_deref()).collect(),
+            params: jobs
+                .iter()
+                .map(|j| j.params.as_ref().map(BoundParams::encode))
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.ids,
+            &self.owners,
+            &self.dbs,
+            &self.scripts,
+            &self.settings,
+            &self.run_at,
+            &self.params,
+        ]
+    }
+}
+
+/// Rows of a claim's RETURNING (id, attempt, owner, database, script, settings::text,
+/// rerun_read_only, params), sorted by id.
+fn claimed_jobs(rows: &[tokio_postgres::Row]) -> Vec<ClaimedJob> {
+    let mut jobs: Vec<ClaimedJob> = rows
+        .iter()
+        .map(|r| ClaimedJob {
+            id: JobId::from_db(r.get(0)),
+            attempt: Attempt(r.get(1)),
+            owner: r.get(2),
+            database: r.get(3),
+            script: r.get(4),
+            settings: parse_settings(r.get(5)),
+            read_only: r.get(6),
+            params: r.get::<_, Option<&[u8]>>(7).and_then(BoundParams::decode),
+            // How long the job waited past its run_at (the store's clock, so no skew).
+            clock: crate::admin::metrics::job_claimed(r.get(8)),
+        })
+        .collect();
+    // RETURNING order is not the queue's order.
+    jobs.sort_by_key(|j| j.id);
+    jobs
 }
 
 fn settings_json(settings: &Settings) -> String {
