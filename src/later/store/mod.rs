@@ -49,7 +49,11 @@ impl Store {
         // A bitmap scan of one visits every such dead entry on each statement (and never
         // marks them dead, as a plain index scan does), which under load costs tens of ms a
         // statement; so the workers' sessions do without bitmap scans.
-        let mut options = String::from("-c enable_bitmapscan=off");
+        // Their statements are few and always the same: plan them once (generic plans), and
+        // never JIT-compile them.
+        let mut options = String::from(
+            "-c enable_bitmapscan=off -c plan_cache_mode=force_generic_plan -c jit=off",
+        );
         if same_server {
             options.push_str(" -c synchronous_commit=off");
         }
@@ -311,7 +315,9 @@ impl Store {
     }
 
     /// Removes jobs that ended more than `retention_secs` ago, with their results, a batch
-    /// at a time (so the queue is never held up). Returns how many went.
+    /// at a time (so the queue is never held up). Returns how many went. The cutoff uses
+    /// now(), not clock_timestamp(): a volatile value cannot bound the index scan of
+    /// jobs_ended, which then read every ended job on each call.
     pub async fn expire(&self, retention_secs: f64) -> Result<u64> {
         let client = self.worker_client().await?;
         let row = client
@@ -320,7 +326,7 @@ impl Store {
                    DELETE FROM pglater.jobs WHERE id IN (
                      SELECT id FROM pglater.jobs
                       WHERE state IN ('succeeded', 'failed', 'cancelled')
-                        AND finished_at < clock_timestamp() - make_interval(secs => $1)
+                        AND finished_at < now() - make_interval(secs => $1)
                       ORDER BY finished_at LIMIT 10000)
                    RETURNING id),
                  chunks AS (
