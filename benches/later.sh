@@ -30,10 +30,11 @@
 #   RATE       LATERs per second in (c)                         [500]
 #   FETCH_ROWS rows of the result fetched in (d)                [1000000]
 #   RUNS       runs of each timing in (d)                       [3]
-#   WORKERS    pglater --workers                                [32; pglater's default is 8]
+#   WORKERS    pglater --workers                                [24; pglater's default is 8]
 #              (a job waits for the group commits of its start and of its end, so the
-#              end-to-end rate of trivial jobs grows with the jobs in flight: on 2 cores,
-#              16 workers gave ~5,000 jobs/s and 24-32 gave 5,500-6,900)
+#              end-to-end rate of trivial jobs grows with the jobs in flight, while in (a)
+#              the workers take CPU from the acknowledgements: on 2 cores, 16 workers gave
+#              ~5,000 jobs/s e2e and ~23,000 acks/s, 32 gave ~6,900 e2e and 18,000-21,000 acks)
 #   DRAIN_TIMEOUT  seconds to wait for a backlog to be run      [600]
 #   DURABLE=1  fsync and synchronous_commit on (see above)
 #   NO_BUILD=1 use the existing binary instead of running cargo build --release
@@ -57,7 +58,7 @@ JOBS=${JOBS:-20000}
 RATE=${RATE:-500}
 FETCH_ROWS=${FETCH_ROWS:-1000000}
 RUNS=${RUNS:-3}
-WORKERS=${WORKERS:-32}
+WORKERS=${WORKERS:-24}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 DURABLE=${DURABLE:-0}
 

@@ -43,7 +43,6 @@ impl Store {
         same_server: bool,
     ) -> Result<Self> {
         let pool = pool_for(pg_config.clone(), pool_size)?;
-        let mut worker_config = pg_config.clone();
         // The workers look jobs up by id, and the queue's partial indexes (jobs_queue,
         // jobs_running) keep an entry per job that ever passed through them until VACUUM.
         // A bitmap scan of one visits every such dead entry on each statement (and never
@@ -57,8 +56,7 @@ impl Store {
         if same_server {
             options.push_str(" -c synchronous_commit=off");
         }
-        worker_config.options(&options);
-        let worker_pool = pool_for(worker_config, pool_size)?;
+        let worker_pool = pool_for(with_options(&pg_config, &options), pool_size)?;
         let mut client = pool
             .get()
             .await
@@ -521,6 +519,16 @@ impl Store {
     }
 }
 
+/// `config` with `options` added to the ones it has (e.g. from the store URL).
+fn with_options(config: &tokio_postgres::Config, options: &str) -> tokio_postgres::Config {
+    let mut c = config.clone();
+    match config.get_options() {
+        Some(given) if !given.is_empty() => c.options(format!("{given} {options}")),
+        _ => c.options(options),
+    };
+    c
+}
+
 fn pool_for(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
     let mgr = Manager::from_config(
         config,
@@ -677,5 +685,24 @@ fn parse_settings(json: &str) -> Settings {
             .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_options;
+
+    #[test]
+    fn worker_options_add_to_those_of_the_store_url() {
+        let url: tokio_postgres::Config = "postgres://u@h/db?options=-c%20search_path%3Dx"
+            .parse()
+            .unwrap();
+        let c = with_options(&url, "-c jit=off");
+        assert_eq!(c.get_options(), Some("-c search_path=x -c jit=off"));
+        let plain: tokio_postgres::Config = "postgres://u@h/db".parse().unwrap();
+        assert_eq!(
+            with_options(&plain, "-c jit=off").get_options(),
+            Some("-c jit=off")
+        );
     }
 }
