@@ -290,18 +290,27 @@ fn max_overlap(runs: &[Run]) -> usize {
     most as usize
 }
 
+/// Two instances of 3 workers on a fresh store `store_db`, with `limit` (a `[later]` line).
+fn instance_pair(store_db: &str, names: [&str; 2], limit: &str) -> (Proxy, Proxy) {
+    let store = pg().fresh_store(store_db);
+    let start = |name: &str| {
+        ProxyBuilder::scram(pg())
+            .instance(&store, name, "3")
+            .tail(&format!("[later]\n{limit}\n"))
+            .start()
+    };
+    (start(names[0]), start(names[1]))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_jobs_run_one_at_a_time_in_order_beside_another_users() {
     let table = "limit_runs_per_user";
     runs_table(table);
-    let store = pg().fresh_store("store_limit_running_user");
-    let start = |name: &str| {
-        ProxyBuilder::scram(pg())
-            .instance(&store, name, "3")
-            .tail("[later]\nmax_running_per_user = 1\n")
-            .start()
-    };
-    let (p1, p2) = (start("user-a"), start("user-b"));
+    let (p1, p2) = instance_pair(
+        "store_limit_running_user",
+        ["user-a", "user-b"],
+        "max_running_per_user = 1",
+    );
     let (a1, a2, b) = (alice(&p1).await, alice(&p2).await, bob(&p2).await);
     let mut ids = Vec::new();
     for seq in 1..=5 {
@@ -351,14 +360,11 @@ async fn one_users_jobs_run_one_at_a_time_in_order_beside_another_users() {
 async fn no_more_jobs_run_at_once_than_the_total_limit() {
     let table = "limit_runs_total";
     runs_table(table);
-    let store = pg().fresh_store("store_limit_running_total");
-    let start = |name: &str| {
-        ProxyBuilder::scram(pg())
-            .instance(&store, name, "3")
-            .tail("[later]\nmax_running = 2\n")
-            .start()
-    };
-    let (p1, p2) = (start("total-a"), start("total-b"));
+    let (p1, p2) = instance_pair(
+        "store_limit_running_total",
+        ["total-a", "total-b"],
+        "max_running = 2",
+    );
     let (a, b) = (alice(&p1).await, bob(&p2).await);
     let mut ids = Vec::new();
     for seq in 1..=4 {
