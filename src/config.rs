@@ -33,6 +33,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Said at every start and reload in trust mode.
+pub fn warn_if_trust(auth: AuthMode) {
+    if auth == AuthMode::Trust {
+        tracing::warn!(
+            "auth = trust: clients are NOT authenticated. Use this for development only."
+        );
+    }
+}
+
+/// A reload keeps what only a restart changes; each such key that differs is named.
+pub fn warn_restart_needed<'a>(changes: impl IntoIterator<Item = (&'a str, bool)>) {
+    for (key, changed) in changes {
+        if changed {
+            tracing::warn!(
+                key,
+                "changed in the configuration: takes effect at the next start"
+            );
+        }
+    }
+}
+
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "pglater",

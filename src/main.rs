@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::Parser;
-use pglater::config::{AuthMode, Cli, Config, LogFormat};
+use pglater::config::{Cli, Config, LogFormat, warn_if_trust};
 use pglater::frontend::{Proxy, listener};
 use pglater::later::Later;
 use std::io::IsTerminal;
@@ -31,9 +31,7 @@ fn main() {
 }
 
 async fn run(config: Config, cli: Cli) -> Result<()> {
-    if config.auth == AuthMode::Trust {
-        warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
-    }
+    warn_if_trust(config.auth);
     let mut proxy = Proxy::new(config)?;
     if proxy.config.later.enabled {
         proxy.later = Some(Later::start(&proxy.config, proxy.upstream.clone()).await?);

@@ -2,7 +2,7 @@
 
 use super::cancel::CancelKeys;
 use super::secrets::Access;
-use crate::config::{AuthMode, Config};
+use crate::config::Config;
 use crate::later::Later;
 use crate::live::Live;
 use crate::upstream::Upstream;
@@ -11,7 +11,7 @@ use pgwire::api::auth::sasl::scram::ScramServerAuth;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 pub struct Proxy {
     pub config: Config,
@@ -59,11 +59,9 @@ impl Proxy {
     /// sessions and jobs go on. What else changed needs a restart, and says so.
     pub fn reload(&self, config: &Config) -> Result<()> {
         let access = Access::from_config(config)?;
-        if access.auth == AuthMode::Trust {
-            warn!("auth = trust: clients are NOT authenticated. Use this for development only.");
-        }
+        crate::config::warn_if_trust(access.auth);
         let was = &self.config;
-        for (key, changed) in [
+        crate::config::warn_restart_needed([
             ("listen", config.listen != was.listen),
             (
                 "unix_socket_dir",
@@ -78,14 +76,7 @@ impl Proxy {
                 format!("{:?}", config.tls) != format!("{:?}", was.tls),
             ),
             ("threads", config.threads != was.threads),
-        ] {
-            if changed {
-                warn!(
-                    key,
-                    "changed in the configuration: takes effect at the next start"
-                );
-            }
-        }
+        ]);
         self.access.set(access);
         if let Some(later) = &self.later {
             later.reload(config);

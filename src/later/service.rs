@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
 pub struct Later {
     /// Reloaded on SIGHUP, but for what only a restart changes (see `reload`).
@@ -128,7 +128,7 @@ impl Later {
     pub fn reload(&self, config: &Config) {
         let old = self.config();
         let mut new = config.later.clone();
-        for (key, changed) in [
+        crate::config::warn_restart_needed([
             ("later.enabled", new.enabled != old.enabled),
             ("later.workers", new.workers != old.workers),
             (
@@ -136,14 +136,7 @@ impl Later {
                 new.instance_name != old.instance_name,
             ),
             ("later.store_url", new.store_url != old.store_url),
-        ] {
-            if changed {
-                warn!(
-                    key,
-                    "changed in the configuration: takes effect at the next start"
-                );
-            }
-        }
+        ]);
         new.enabled = old.enabled;
         new.workers = old.workers;
         new.instance_name = old.instance_name.clone();

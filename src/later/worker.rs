@@ -78,10 +78,11 @@ type Assignment = (ClaimedJob, OwnedSemaphorePermit);
 pub fn spawn(later: Arc<Later>) {
     // One slot per worker: a job is claimed only when a worker here can start it at once, so
     // a busy instance never holds jobs an idle one could run.
-    let idle = Arc::new(Semaphore::new(later.config().workers));
-    let (tx, rx) = mpsc::channel::<Assignment>(later.config().workers.max(1));
+    let workers = later.config().workers;
+    let idle = Arc::new(Semaphore::new(workers));
+    let (tx, rx) = mpsc::channel::<Assignment>(workers.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    for _ in 0..later.config().workers {
+    for _ in 0..workers {
         let (later, rx) = (later.clone(), rx.clone());
         later.clone().tasks.spawn(async move {
             loop {
@@ -145,6 +146,8 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
 }
 
 async fn run_job(later: &Later, job: ClaimedJob) {
+    // The settings in force when the job starts (a reload meanwhile applies to later jobs).
+    let config = later.config();
     let key = ConnKey {
         owner: job.owner.clone(),
         database: job.database.clone(),
@@ -153,13 +156,8 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         read_only: job.read_only,
     };
     let timed_out = Arc::new(AtomicBool::new(false));
-    let mut sink = Sink::new(
-        &later.store,
-        job.id,
-        job.attempt,
-        later.config().max_result_bytes,
-    );
-    if let Some(limit) = later.config().job_timeout {
+    let mut sink = Sink::new(&later.store, job.id, job.attempt, config.max_result_bytes);
+    if let Some(limit) = config.job_timeout {
         sink = sink.with_timeout(limit, timed_out.clone());
     }
     let mut conn = match connection(later, &key).await {
@@ -198,19 +196,19 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Ok(Some(true)) => {
             // Cancelled between its claim and its start: never run.
             job.clock.cancel_requested();
-            later.conns.put(key, conn, later.config().workers);
+            later.conns.put(key, conn, config.workers);
             let why = "canceling statement due to user request".to_owned();
             return record(later, &job, sink.failed("57014", why)).await;
         }
         Ok(None) => {
             debug!(job = %job.id, "claim lost before start");
-            return later.conns.put(key, conn, later.config().workers);
+            return later.conns.put(key, conn, config.workers);
         }
         Err(e) => {
             // Not recorded, so not run: it ends failed, saying so (requeueing it could spin on
             // a persistent failure). If even that cannot be stored, the rescue decides later.
             warn!(job = %job.id, error = %e, "job store: cannot record the backend");
-            later.conns.put(key, conn, later.config().workers);
+            later.conns.put(key, conn, config.workers);
             let why =
                 format!("the job store could not record the job's start, so it was not run: {e}");
             return record(later, &job, sink.failed("58030", why)).await;
@@ -226,8 +224,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             &mut sink,
         );
         tokio::pin!(run);
-        let deadline = later
-            .config()
+        let deadline = config
             .job_timeout
             .map(|limit| tokio::time::Instant::now() + limit);
         loop {
@@ -256,7 +253,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     let captured = match result {
         Ok(status) => {
             if conn.reset(status).await.is_ok() {
-                later.conns.put(key, conn, later.config().workers);
+                later.conns.put(key, conn, config.workers);
             }
             sink.completed()
         }
