@@ -85,7 +85,7 @@ pub struct Cli {
     /// Seconds sessions may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "PGLATER_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
-    /// Runtime worker threads (default: the number of CPUs).
+    /// Session threads, and worker threads of the job service (default: the number of CPUs).
     #[arg(long, env = "PGLATER_THREADS")]
     pub threads: Option<usize>,
     #[arg(long, env = "PGLATER_LOG_FORMAT")]

@@ -2,6 +2,7 @@
 
 use super::context::Proxy;
 use super::session::serve;
+use super::shards::{Detached, Shards};
 use crate::config::split_host_port;
 use crate::stream::Stream;
 use anyhow::{Context, Result};
@@ -31,6 +32,7 @@ pub async fn run(proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) -> Resul
         "pglater listening"
     );
 
+    let shards = Shards::start(proxy.config.threads).context("cannot start session threads")?;
     let sessions = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
@@ -43,9 +45,18 @@ pub async fn run(proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) -> Resul
             _ = &mut shutdown => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                sessions.spawn(serve(proxy.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => match Detached::from_stream(stream) {
+                Ok(detached) => {
+                    let proxy = proxy.clone();
+                    shards.spawn(sessions.track_future(async move {
+                        match detached.attach() {
+                            Ok(stream) => serve(proxy, stream, peer).await,
+                            Err(e) => warn!(error = %e, %peer, "cannot take the connection"),
+                        }
+                    }));
+                }
+                Err(e) => warn!(error = %e, %peer, "cannot take the connection"),
+            },
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
                 warn!(error = %e, "accept failed");

@@ -9,6 +9,7 @@ pub mod relay;
 pub mod replies;
 pub mod secrets;
 pub mod session;
+pub mod shards;
 pub mod tls;
 
 pub use context::Proxy;
