@@ -10,11 +10,14 @@
 #   - PgBouncer (pool_mode=session, auth_type=trust)
 # and runs each workload against each target in turn, ROUNDS times (the order of the targets
 # rotates every round), and prints the median TPS per workload and target plus the ratios.
+# The machine's speed drifts between rounds by more than the proxies differ (the same target
+# measured 32k-42k TPS in one run), so the last column is the median of each round's own
+# pglater/PgBouncer ratio: runs close together in time compared with each other.
 # Everything it started is stopped on exit.
 #
 # Environment (defaults in brackets):
 #   DURATION   seconds per pgbench run                     [10]
-#   ROUNDS     rounds (each runs every workload x target)  [3]
+#   ROUNDS     rounds (each runs every workload x target)  [5]
 #   CLIENTS    pgbench -c                                  [8]
 #   THREADS    pgbench -j                                  [2]
 #   SCALE      pgbench -i -s                               [10]
@@ -36,7 +39,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/lib/pg.sh"
 
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 SCALE=${SCALE:-10}
@@ -158,7 +161,10 @@ run_pgbench() {
     fi
 }
 
-declare -A results
+declare -A results round_tps round_ratios
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "fail" || b == "fail" || b + 0 == 0) print "-"; else printf "%.3f\n", a / b }'
+}
 pg_version=$(psql -X -At -p "$pg_port" -c 'show server_version')
 {
     echo "pglater relay benchmark"
@@ -184,38 +190,41 @@ for ((r = 0; r < ROUNDS; r++)); do
             tps=$(run_pgbench "$t" "$DURATION" $(workload_args "$w"))
             log "round $((r + 1))/$ROUNDS  $w  $t: $tps tps"
             results[$w,$t]="${results[$w,$t]:-} $tps"
+            round_tps[$t]=$tps
         done
+        round_ratios[$w]="${round_ratios[$w]:-} $(ratio "${round_tps[pglater]}" "${round_tps[pgbouncer]}")"
     done
 done
 
 # ---------------------------------------------------------------------------------------------
 # report
-median() { # values... ("fail" anywhere -> fail)
-    printf '%s\n' "$@" | awk '
+median() { # DECIMALS values... ("fail" anywhere -> fail)
+    local decimals=$1
+    shift
+    printf '%s\n' "$@" | awk -v d="$decimals" '
         $1 == "fail" { bad = 1 }
         $1 != "" && $1 != "fail" { v[n++] = $1 }
         END {
             if (bad || n == 0) { print "fail"; exit }
             # insertion sort: n is small
             for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-            if (n % 2) printf "%.1f\n", v[int(n / 2)]
-            else printf "%.1f\n", (v[n / 2 - 1] + v[n / 2]) / 2
+            if (n % 2) printf "%.*f\n", d, v[int(n / 2)]
+            else printf "%.*f\n", d, (v[n / 2 - 1] + v[n / 2]) / 2
         }'
-}
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "fail" || b == "fail" || b + 0 == 0) print "-"; else printf "%.3f\n", a / b }'
 }
 
 echo
-printf '%-16s %14s %14s %14s %15s %17s %18s\n' workload "direct TPS" "pglater TPS" \
-    "pgbouncer TPS" pglater/direct pgbouncer/direct pglater/pgbouncer
+printf '%-16s %14s %14s %14s %15s %17s %18s %20s\n' workload "direct TPS" "pglater TPS" \
+    "pgbouncer TPS" pglater/direct pgbouncer/direct pglater/pgbouncer "median round ratio"
 for w in $WORKLOADS; do
     # shellcheck disable=SC2086 # the lists are space-separated numbers
-    d=$(median ${results[$w,direct]})
+    d=$(median 1 ${results[$w,direct]})
     # shellcheck disable=SC2086
-    l=$(median ${results[$w,pglater]})
+    l=$(median 1 ${results[$w,pglater]})
     # shellcheck disable=SC2086
-    b=$(median ${results[$w,pgbouncer]})
-    printf '%-16s %14s %14s %14s %15s %17s %18s\n' "$w" "$d" "$l" "$b" \
-        "$(ratio "$l" "$d")" "$(ratio "$b" "$d")" "$(ratio "$l" "$b")"
+    b=$(median 1 ${results[$w,pgbouncer]})
+    # shellcheck disable=SC2086 # one ratio per round ("-" for a failed run)
+    m=$(median 3 $(printf '%s\n' ${round_ratios[$w]} | sed 's/^-$/fail/'))
+    printf '%-16s %14s %14s %14s %15s %17s %18s %20s\n' "$w" "$d" "$l" "$b" \
+        "$(ratio "$l" "$d")" "$(ratio "$b" "$d")" "$(ratio "$l" "$b")" "$m"
 done
