@@ -22,6 +22,34 @@ const SHOW_COLUMNS: &str =
      (finished_at - started_at)::text, result_rows::text, sqlstate, error,
      script, settings->>'client_encoding', run_at::text";
 
+/// Options of the workers' store sessions (claims, backend records, outcomes, retention).
+///
+/// - No bitmap scans: the queue's partial indexes (jobs_queue, jobs_running) keep an entry
+///   per job that ever passed through them until VACUUM; a bitmap scan visits every such
+///   dead entry on each statement (and never marks them dead, as a plain index scan does),
+///   which under load cost tens of ms a statement.
+/// - Generic plans, no JIT: the statements are few and always the same; plan them once.
+/// - No sequential scans or sorts where an index can do the work: a generic plan cannot see
+///   the claim's small LIMIT (it guesses a tenth of the table) and, once the table was large,
+///   joined the picked ids by a hash over a sequential scan of every job (56 ms a claim with
+///   346,000 jobs, against 0.7 ms through the primary key), or sorted the whole queue instead
+///   of reading jobs_queue in order. Every statement of these sessions reaches its rows
+///   through an index (tests/later_store_plans.rs).
+pub const WORKER_SESSION_OPTIONS: &str = "-c enable_bitmapscan=off -c enable_seqscan=off \
+     -c enable_sort=off -c plan_cache_mode=force_generic_plan -c jit=off";
+
+/// Claims up to $2 due jobs for instance $1, oldest first, bumping their attempt (the fencing
+/// token).
+pub const CLAIM_SQL: &str = "UPDATE pglater.jobs j
+    SET state = 'running', attempt = attempt + 1, started_at = NULL,
+        instance = $1, backend_pid = NULL, backend_start = NULL
+  WHERE id IN (SELECT id FROM pglater.jobs
+                WHERE state IN ('queued', 'scheduled') AND run_at <= now()
+                ORDER BY run_at, id
+                FOR UPDATE SKIP LOCKED LIMIT $2)
+ RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params,
+           extract(epoch FROM clock_timestamp() - run_at)::float8";
+
 #[derive(Clone)]
 pub struct Store {
     /// Durable commits: submissions (a LATER is acknowledged only once it is on disk).
@@ -43,23 +71,7 @@ impl Store {
         same_server: bool,
     ) -> Result<Self> {
         let pool = pool_for(pg_config.clone(), pool_size)?;
-        // The workers look jobs up by id, and the queue's partial indexes (jobs_queue,
-        // jobs_running) keep an entry per job that ever passed through them until VACUUM.
-        // A bitmap scan of one visits every such dead entry on each statement (and never
-        // marks them dead, as a plain index scan does), which under load costs tens of ms a
-        // statement; so the workers' sessions do without bitmap scans.
-        // Their statements are few and always the same: plan them once (generic plans), and
-        // never JIT-compile them.
-        // A generic plan cannot see the claim's small LIMIT: it guesses a tenth of the table
-        // and, once the table is large, joins the picked ids by a hash over a sequential scan
-        // of every job (56 ms a claim with 346,000 jobs, against 0.7 ms by the primary key),
-        // and may sort the whole queue instead of reading jobs_queue in order. Every
-        // statement here reaches its rows through an index, so these sessions do without
-        // sequential scans and sorts where an index can do the work.
-        let mut options = String::from(
-            "-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off \
-             -c plan_cache_mode=force_generic_plan -c jit=off",
-        );
+        let mut options = String::from(WORKER_SESSION_OPTIONS);
         if same_server {
             options.push_str(" -c synchronous_commit=off");
         }
@@ -134,19 +146,7 @@ impl Store {
             return self.claim_within(instance, limit, limits).await;
         }
         let client = self.worker_client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE pglater.jobs j
-                    SET state = 'running', attempt = attempt + 1, started_at = NULL,
-                        instance = $1, backend_pid = NULL, backend_start = NULL
-                  WHERE id IN (SELECT id FROM pglater.jobs
-                                WHERE state IN ('queued', 'scheduled') AND run_at <= now()
-                                ORDER BY run_at, id
-                                FOR UPDATE SKIP LOCKED LIMIT $2)
-                 RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params,
-                           extract(epoch FROM clock_timestamp() - run_at)::float8",
-            )
-            .await?;
+        let stmt = client.prepare_cached(CLAIM_SQL).await?;
         let rows = client.query(&stmt, &[&instance, &limit]).await?;
         Ok(claimed_jobs(&rows))
     }
