@@ -33,7 +33,8 @@
 #   WORKERS    pglater --workers                                [24; pglater's default is 8]
 #              (a job waits for the group commits of its start and of its end, so the
 #              end-to-end rate of trivial jobs grows with the jobs in flight, while in (a)
-#              the workers take CPU from the acknowledgements: on 2 cores, 16 workers gave
+#              the workers take CPU from the acknowledgements; figures of earlier commits,
+#              before claims under a backlog gathered the idle workers: 16 workers gave
 #              ~5,000 jobs/s e2e and ~23,000 acks/s, 32 gave ~6,900 e2e and 18,000-21,000 acks)
 #   DRAIN_TIMEOUT  seconds to wait for a backlog to be run      [600]
 #   DURABLE=1  fsync and synchronous_commit on (see above)
