@@ -4,7 +4,6 @@ use super::context::Proxy;
 use super::session::serve;
 use super::shards::{Detached, Shards};
 use crate::config::split_host_port;
-use crate::stream::Stream;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,26 +36,23 @@ pub async fn run(proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) -> Resul
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            r = tcp.accept() => r.map(|(s, peer)| {
+            r = tcp.accept() => r.and_then(|(s, peer)| {
                 let _ = s.set_nodelay(true);
-                (Stream::Tcp(s), peer.to_string())
+                Ok((Detached::Tcp(s.into_std()?), peer.to_string()))
             }),
             r = accept_unix(unix.as_ref().map(|(l, _)| l)) => r,
             _ = &mut shutdown => break,
         };
         match accepted {
-            Ok((stream, peer)) => match Detached::from_stream(stream) {
-                Ok(detached) => {
-                    let proxy = proxy.clone();
-                    shards.spawn(sessions.track_future(async move {
-                        match detached.attach() {
-                            Ok(stream) => serve(proxy, stream, peer).await,
-                            Err(e) => warn!(error = %e, %peer, "cannot take the connection"),
-                        }
-                    }));
-                }
-                Err(e) => warn!(error = %e, %peer, "cannot take the connection"),
-            },
+            Ok((detached, peer)) => {
+                let proxy = proxy.clone();
+                shards.spawn(sessions.track_future(async move {
+                    match detached.attach() {
+                        Ok(stream) => serve(proxy, stream, peer).await,
+                        Err(e) => warn!(error = %e, %peer, "cannot take the connection"),
+                    }
+                }));
+            }
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
                 warn!(error = %e, "accept failed");
@@ -100,12 +96,13 @@ fn bind_unix(dir: &std::path::Path, listen: &str) -> Result<(UnixListener, PathB
     Ok((listener, path))
 }
 
-async fn accept_unix(l: Option<&UnixListener>) -> std::io::Result<(Stream, String)> {
+/// Accepted sockets leave this runtime at once: their sessions run on a shard.
+async fn accept_unix(l: Option<&UnixListener>) -> std::io::Result<(Detached, String)> {
     match l {
-        Some(l) => l
-            .accept()
-            .await
-            .map(|(s, _)| (Stream::Unix(s), "[local]".to_owned())),
+        Some(l) => {
+            let (s, _) = l.accept().await?;
+            Ok((Detached::Unix(s.into_std()?), "[local]".to_owned()))
+        }
         None => std::future::pending().await,
     }
 }

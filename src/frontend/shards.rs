@@ -20,22 +20,14 @@ struct Shard {
     sessions: Arc<AtomicUsize>,
 }
 
-/// A session's stream on its way to its shard: deregistered from the accepting runtime's
-/// reactor, registered again with the shard's.
+/// An accepted socket on its way to its shard: taken off the accepting runtime's reactor,
+/// registered again with the shard's.
 pub enum Detached {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
 
 impl Detached {
-    pub fn from_stream(stream: Stream) -> std::io::Result<Self> {
-        match stream {
-            Stream::Tcp(s) => s.into_std().map(Detached::Tcp),
-            Stream::Unix(s) => s.into_std().map(Detached::Unix),
-            _ => Err(std::io::Error::other("only plain sockets are accepted")),
-        }
-    }
-
     /// Must run inside the shard's runtime.
     pub fn attach(self) -> std::io::Result<Stream> {
         match self {
