@@ -116,14 +116,23 @@ impl Signals {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGLATER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    // Whatever PGLATER_LOG says, other crates log warnings and errors only: at debug level
+    // tokio-postgres prints every store statement's parameters (job scripts, bound values)
+    // and sqlparser the expressions of the scripts it reads. Only pglater's own lines, which
+    // name jobs by id and hold no secret, follow the chosen level.
+    let own_lines_only = tracing_subscriber::filter::Targets::new()
+        .with_target("pglater", tracing::Level::TRACE)
+        .with_default(tracing::Level::WARN);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(own_lines_only).init(),
+        LogFormat::Json => builder.json().finish().with(own_lines_only).init(),
     }
 }

@@ -149,7 +149,9 @@ pub async fn render(later: Option<&Later>) -> String {
 async fn job_counts(later: &Later) -> Option<JobCounts> {
     match tokio::time::timeout(STORE_TIMEOUT, later.store.job_counts()).await {
         Ok(Ok(counts)) => return Some(counts),
-        Ok(Err(e)) => warn!(error = %format!("{e:#}"), "job store: cannot count jobs for metrics"),
+        Ok(Err(e)) => {
+            warn!(error = %crate::later::store::failure::describe(&e), "job store: cannot count jobs for metrics")
+        }
         Err(_) => warn!(
             timeout_secs = STORE_TIMEOUT.as_secs(),
             "job store: counting jobs for metrics timed out"

@@ -1,12 +1,34 @@
 //! Group commit: concurrent callers' items share one store statement. Each caller waits for
 //! its own item's result; a batch is flushed as soon as a flusher is free, so a lone item is
 //! not delayed and a busy system gets large batches.
+//!
+//! Items of different users share a statement, so one item must not be able to fail the
+//! others: a batch the server refused (rather than one that could not reach it) is flushed
+//! again an item at a time, and only the offending item fails.
 
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 type Ack<R> = oneshot::Sender<Result<R, String>>;
+
+/// Why a flush failed, in words fit for a log line or a client (see `store::failure`).
+#[derive(Debug, Clone)]
+pub struct FlushError {
+    pub message: String,
+    /// The statement was refused, perhaps for one item's sake: try the items alone.
+    pub per_item: bool,
+}
+
+impl FlushError {
+    /// A store failure: described without data, split when the server refused it.
+    pub fn store(e: &anyhow::Error) -> Self {
+        Self {
+            message: crate::later::store::failure::describe(e),
+            per_item: crate::later::store::failure::refused_by_server(e),
+        }
+    }
+}
 
 pub struct Batcher<T, R> {
     tx: mpsc::Sender<(T, Ack<R>)>,
@@ -20,12 +42,12 @@ impl<T, R> Clone for Batcher<T, R> {
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
+impl<T: Clone + Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     /// `flush` gets a batch and returns one result per item, in order.
     pub fn start<F, Fut>(flushers: usize, max_batch: usize, flush: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<R>, String>> + Send,
+        Fut: Future<Output = Result<Vec<R>, FlushError>> + Send,
     {
         let (tx, rx) = mpsc::channel::<(T, Ack<R>)>(max_batch * 4);
         let rx = Arc::new(Mutex::new(rx));
@@ -39,25 +61,13 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
                         return;
                     }
                     let (items, acks): (Vec<T>, Vec<Ack<R>>) = batch.drain(..).unzip();
-                    let n = acks.len();
-                    match flush(items).await {
-                        Ok(results) if results.len() == n => {
-                            for (ack, r) in acks.into_iter().zip(results) {
-                                let _ = ack.send(Ok(r));
+                    match flush(items.clone()).await {
+                        Err(e) if e.per_item && items.len() > 1 => {
+                            for (item, ack) in items.into_iter().zip(acks) {
+                                let _ = ack.send(one(&*flush, item).await);
                             }
                         }
-                        Ok(_) => {
-                            for ack in acks {
-                                let _ = ack.send(Err("batch result count mismatch".into()));
-                            }
-                        }
-                        Err(e) => {
-                            // Every batcher flushes to the job store.
-                            crate::admin::metrics::store_error();
-                            for ack in acks {
-                                let _ = ack.send(Err(e.clone()));
-                            }
-                        }
+                        result => answer(acks, result),
                     }
                 }
             });
@@ -73,6 +83,45 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
             .await
             .map_err(|_| "shutting down".to_owned())?;
         done.await.map_err(|_| "shutting down".to_owned())?
+    }
+}
+
+/// Flushes one item alone.
+async fn one<T, R, F, Fut>(flush: &F, item: T) -> Result<R, String>
+where
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, FlushError>>,
+{
+    match flush(vec![item]).await {
+        Ok(mut results) if results.len() == 1 => results.pop().ok_or_else(String::new),
+        Ok(_) => Err("batch result count mismatch".into()),
+        Err(e) => {
+            crate::admin::metrics::store_error();
+            Err(e.message)
+        }
+    }
+}
+
+/// Hands each caller its item's result, or the batch's failure.
+fn answer<R>(acks: Vec<Ack<R>>, result: Result<Vec<R>, FlushError>) {
+    match result {
+        Ok(results) if results.len() == acks.len() => {
+            for (ack, r) in acks.into_iter().zip(results) {
+                let _ = ack.send(Ok(r));
+            }
+        }
+        Ok(_) => {
+            for ack in acks {
+                let _ = ack.send(Err("batch result count mismatch".into()));
+            }
+        }
+        Err(e) => {
+            // Every batcher flushes to the job store.
+            crate::admin::metrics::store_error();
+            for ack in acks {
+                let _ = ack.send(Err(e.message.clone()));
+            }
+        }
     }
 }
 
@@ -104,5 +153,62 @@ mod tests {
             assert_eq!(r, i * 2);
         }
         assert!(calls.load(Ordering::SeqCst) < 50, "items were not batched");
+    }
+
+    #[tokio::test]
+    async fn an_item_the_server_refuses_fails_alone() {
+        // 13 is refused: a batch holding it fails as a whole, and is retried item by item.
+        let b = Batcher::start(1, 100, move |items: Vec<u32>| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            if items.contains(&13) {
+                return Err(FlushError {
+                    message: "refused".into(),
+                    per_item: true,
+                });
+            }
+            Ok(items.iter().map(|i| i + 1).collect())
+        });
+        let handles: Vec<_> = (0..30u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { (i, b.submit(i).await) })
+            })
+            .collect();
+        for h in handles {
+            match h.await.unwrap() {
+                (13, r) => assert_eq!(r, Err("refused".into())),
+                (i, r) => assert_eq!(r, Ok(i + 1)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_fails_the_batch_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let b = Batcher::start(1, 100, move |_: Vec<u32>| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Err::<Vec<u32>, _>(FlushError {
+                    message: "unreachable".into(),
+                    per_item: false,
+                })
+            }
+        });
+        let handles: Vec<_> = (0..20u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { b.submit(i).await })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.await.unwrap(), Err("unreachable".into()));
+        }
+        assert!(
+            calls.load(Ordering::SeqCst) < 20,
+            "a failed batch was split"
+        );
     }
 }

@@ -13,6 +13,15 @@ use tokio::io::AsyncWriteExt;
 
 const MAX_CONTROL_MESSAGE: u32 = 1 << 20;
 
+/// The job backend's start, in UTC, whatever the session's TimeZone and DateStyle. It runs
+/// as the job's owner, with the owner's search_path: every name is schema-qualified (the
+/// operator too), so no object of the owner's, or of anyone who may create objects in a
+/// schema on that path, runs in its place (DESIGN decision 6). `AT TIME ZONE` is grammar for
+/// pg_catalog.timezone.
+const BACKEND_START_SQL: &str = "SELECT pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', \
+     'YYYY-MM-DD HH24:MI:SS.US') FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
+
 /// Which sessions a connection can serve: jobs of the same owner, database and settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnKey {
@@ -96,14 +105,11 @@ impl JobConn {
             read_buf: BytesMut::new(),
             _open: crate::admin::metrics::job_upstream_open(),
         };
-        conn.backend_start = conn
-            .query_value(
-                // In UTC and ISO form whatever the session's TimeZone and DateStyle.
-                "SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
-                   FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-            )
-            .await?
-            .ok_or_else(|| OpenError::Failed("backend_start not visible".into()))?;
+        let start = conn.query_value(BACKEND_START_SQL).await?;
+        conn.backend_start = start
+            .as_deref()
+            .and_then(backend_start_utc)
+            .ok_or_else(|| OpenError::Failed("backend_start not readable".into()))?;
         Ok(conn)
     }
 
@@ -198,6 +204,19 @@ impl JobConn {
     }
 }
 
+/// `YYYY-MM-DD HH24:MI:SS.US` as the job connection read it, as a UTC timestamptz literal;
+/// None for anything else. The value goes into a statement shared by other users' jobs
+/// (the workers' group-committed backend records), so it is checked here, not there.
+fn backend_start_utc(text: &str) -> Option<String> {
+    const SHAPE: &[u8] = b"dddd-dd-dd dd:dd:dd.dddddd";
+    let fits = text.len() == SHAPE.len()
+        && text.bytes().zip(SHAPE).all(|(c, &s)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        });
+    fits.then(|| format!("{text}+00"))
+}
+
 fn put_query(out: &mut BytesMut, sql: &[u8]) {
     out.put_u8(b'Q');
     out.put_u32(sql.len() as u32 + 5);
@@ -222,4 +241,28 @@ fn error_message(msg: &Message) -> String {
         .get(b'M')
         .unwrap_or("error")
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backend_start_utc;
+
+    #[test]
+    fn backend_start_must_have_the_shape_asked_for() {
+        assert_eq!(
+            backend_start_utc("2026-12-07 00:21:55.123456").as_deref(),
+            Some("2026-12-07 00:21:55.123456+00")
+        );
+        for bad in [
+            "",
+            "garbage",
+            "2026-12-07 00:21:55",
+            "2026-12-07 00:21:55.123456+00",
+            "2026-12-07T00:21:55.123456",
+            "2026-12-07 00:21:55.12345x",
+            "2026-12-07 00:21:55.1234567",
+        ] {
+            assert_eq!(backend_start_utc(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -476,8 +476,9 @@ pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<()
 
 pub fn store_error(e: &anyhow::Error) -> ProxyError {
     crate::admin::metrics::store_error();
-    tracing::warn!(error = %format!("{e:#}"), "job store request failed");
-    ProxyError::error("58030", "the job store is unavailable").with_detail(format!("{e:#}"))
+    let why = super::store::failure::describe(e);
+    tracing::warn!(error = %why, "job store request failed");
+    ProxyError::error("58030", "the job store is unavailable").with_detail(why)
 }
 
 /// ProxyError codes are static; map a stored code back to one.

@@ -6,6 +6,7 @@ use super::id::JobId;
 use super::job::{Attempt, JobState, Outcome};
 use super::service::Later;
 use super::store::Finish;
+use super::store::failure::describe;
 use crate::admin::metrics;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -22,11 +23,11 @@ pub async fn run(later: &Later) {
             .await
         {
             metrics::store_error();
-            warn!(error = %format!("{e:#}"), "job store: heartbeat failed");
+            warn!(error = %describe(&e), "job store: heartbeat failed");
         }
         if let Err(e) = rescue_once(later).await {
             metrics::store_error();
-            warn!(error = %format!("{e:#}"), "job store: rescue failed");
+            warn!(error = %describe(&e), "job store: rescue failed");
         }
         match later
             .store
@@ -37,7 +38,7 @@ pub async fn run(later: &Later) {
             Ok(n) => info!(jobs = n, "removed ended jobs past their retention"),
             Err(e) => {
                 metrics::store_error();
-                warn!(error = %format!("{e:#}"), "job store: retention failed");
+                warn!(error = %describe(&e), "job store: retention failed");
             }
         }
         tokio::select! {

@@ -1,6 +1,6 @@
 //! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
 
-use super::batch::Batcher;
+use super::batch::{Batcher, FlushError};
 use super::id::JobId;
 use super::job::NewJob;
 use super::limits::{Admission, Limits};
@@ -54,7 +54,7 @@ impl Later {
         let pg_config = store_config(config)?;
         // The default store is the upstream itself (see Store::open on what that allows).
         let same_server = config.later.store_url.is_none();
-        let store = Store::open(pg_config.clone(), config.later.workers + 4, same_server)
+        let store = Store::open(pg_config, config.later.workers + 4, same_server)
             .await
             .context("job store (set later.store_url / --store-url, or run with --no-later)")?;
         let wake = Arc::new(Notify::new());
@@ -75,7 +75,7 @@ impl Later {
                         store
                             .record_backends(&items)
                             .await
-                            .map_err(|e| format!("{e:#}"))
+                            .map_err(|e| FlushError::store(&e))
                     }
                 })
             },
@@ -83,7 +83,12 @@ impl Later {
                 let store = store.clone();
                 Batcher::start(1, 1000, move |items: Vec<Finish>| {
                     let store = store.clone();
-                    async move { store.finish(&items).await.map_err(|e| format!("{e:#}")) }
+                    async move {
+                        store
+                            .finish(&items)
+                            .await
+                            .map_err(|e| FlushError::store(&e))
+                    }
                 })
             },
             store,
@@ -105,7 +110,9 @@ impl Later {
             .tasks
             .spawn(async move { super::rescue::run(&l).await });
         let l = later.clone();
-        tokio::spawn(async move { super::listen::run(&l, pg_config).await });
+        // The store's own config: its sessions' options (search_path) included.
+        let listen_config = later.store.pg_config.clone();
+        tokio::spawn(async move { super::listen::run(&l, listen_config).await });
         info!(
             instance = %later.instance,
             workers = config.later.workers,
@@ -239,7 +246,7 @@ fn enqueuer(
             let admissions = store
                 .insert_jobs(&jobs, max_jobs_per_user)
                 .await
-                .map_err(|e| format!("{e:#}"))?;
+                .map_err(|e| FlushError::store(&e))?;
             wake.notify_waiters();
             Ok(admissions)
         }

@@ -7,6 +7,7 @@ use super::conn::{ConnKey, JobConn, OpenError};
 use super::id::JobId;
 use super::job::ClaimedJob;
 use super::service::Later;
+use super::store::failure::describe;
 use super::store::{BackendRecord, Finish};
 use crate::admin::metrics;
 use crate::upstream::cancel::send_cancel;
@@ -149,7 +150,7 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
             Err(e) => {
                 drop(permits);
                 metrics::store_error();
-                warn!(error = %format!("{e:#}"), "job store: claim failed");
+                warn!(error = %describe(&e), "job store: claim failed");
                 tokio::time::sleep(POLL).await;
             }
         }
@@ -291,8 +292,9 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         }
         Err(CaptureError::Store(e)) => {
             metrics::store_error();
-            warn!(job = %job.id, error = %format!("{e:#}"), "job store: cannot store a result");
-            sink.failed("58030", format!("the job's result could not be stored: {e:#}"))
+            let why = describe(&e);
+            warn!(job = %job.id, error = %why, "job store: cannot store a result");
+            sink.failed("58030", format!("the job's result could not be stored: {why}"))
         }
     };
     record(later, &job, captured).await;

@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+pub mod failure;
 mod limited;
 pub mod migrations;
 pub mod stats;
@@ -21,6 +22,15 @@ const SHOW_COLUMNS: &str =
     "id::text, state, submitted_at::text, started_at::text, finished_at::text,
      (finished_at - started_at)::text, result_rows::text, sqlstate, error,
      script, settings->>'client_encoding', run_at::text";
+
+/// Options of every session pglater opens on the store (and its listener): names resolve in
+/// `pg_catalog` only. Under the default `"$user", public` a user who may create objects in
+/// `public` of the store database (PostgreSQL 14's default, kept by upgraded clusters) could
+/// define, say, `unnest(bigint[])` or `json_build_array(bigint, text, text, integer)`: an
+/// exact match beats pg_catalog's polymorphic or variadic function, and would run as the store
+/// role. `pg_temp` is named last so that no temporary object comes first either. Given after
+/// any options of the store URL, so they win.
+pub const STORE_SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
 
 /// Options of the workers' store sessions (claims, backend records, outcomes, retention).
 ///
@@ -70,6 +80,7 @@ impl Store {
         pool_size: usize,
         same_server: bool,
     ) -> Result<Self> {
+        let pg_config = with_options(&pg_config, STORE_SESSION_OPTIONS);
         let pool = pool_for(pg_config.clone(), pool_size)?;
         let mut options = String::from(WORKER_SESSION_OPTIONS);
         if same_server {
@@ -698,6 +709,19 @@ fn parse_settings(json: &str) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::with_options;
+
+    #[test]
+    fn store_sessions_resolve_names_in_pg_catalog_only() {
+        let url: tokio_postgres::Config = "postgres://u@h/db?options=-c%20search_path%3Dpublic"
+            .parse()
+            .unwrap();
+        let c = with_options(&url, super::STORE_SESSION_OPTIONS);
+        // The last -c wins in PostgreSQL: ours.
+        assert_eq!(
+            c.get_options(),
+            Some("-c search_path=public -c search_path=pg_catalog,pg_temp")
+        );
+    }
 
     #[test]
     fn worker_options_add_to_those_of_the_store_url() {
