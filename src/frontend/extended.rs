@@ -13,10 +13,12 @@
 
 use super::relay::{SNIFF, Shared};
 use super::replies::{Probe, ProbeOutcome, Quiet, Request};
+use super::snapshot::{Form, SessionView, Unread};
 use crate::later::Later;
 use crate::later::command::{self, Prefix};
 use crate::later::intercept::Injector;
 use crate::later::portal::{self, Answer, Portal, Statement};
+use crate::later::session::SessionState;
 use crate::wire::reply::ProxyError;
 use crate::wire::request::{self, Bind, Execute, Parse, Target};
 use bytes::BytesMut;
@@ -181,15 +183,22 @@ fn look_at_text(
     Look::Hold
 }
 
+/// What the upstream-bound direction keeps of the session for the commands it answers.
+pub(super) struct Session<'s> {
+    pub locals: &'s mut Locals,
+    pub view: &'s mut SessionView,
+}
+
 /// Answers an extended-protocol message `look` called ours (tag, length and body).
 pub(super) async fn handle<W: AsyncWrite + Unpin>(
     later: &Later,
     shared: &Shared<'_>,
-    locals: &mut Locals,
+    session: Session<'_>,
     message: &[u8],
     upstream: &mut W,
     out: &Injector,
 ) -> Result<(), Broken> {
+    let Session { locals, view } = session;
     let body = &message[5..];
     let malformed = || ProxyError::error("08P01", "invalid message format");
     match message[0] {
@@ -300,7 +309,8 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
                 return Ok(());
             }
             let parameters = shared.parameters();
-            let asker = shared.asker(&parameters);
+            let state = SessionState::default();
+            let asker = shared.asker(&parameters, &state);
             shared.answering(true);
             let answer = match target.kind {
                 b'S' => match locals.statements.get(target.name) {
@@ -336,8 +346,21 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
             let Some(p) = locals.portals.get_mut(exec.portal) else {
                 return Ok(());
             };
+            let state = match p.queues_a_job() {
+                true => match view.current(shared, upstream, Form::Extended).await {
+                    Ok(state) => state,
+                    Err(Unread::Broken(b)) => return Err(b),
+                    Err(Unread::Failed(e)) => {
+                        // The server skips to Sync after the failed query, as the client
+                        // now expects after an error.
+                        out.send(e.to_bytes()).await.map_err(|_| Broken::Client)?;
+                        return out.done().await.map_err(|_| Broken::Client);
+                    }
+                },
+                false => Default::default(),
+            };
             let parameters = shared.parameters();
-            let asker = shared.asker(&parameters);
+            let asker = shared.asker(&parameters, &state);
             shared.answering(true);
             let answer = portal::execute(later, &asker, p, exec.max_rows, out).await;
             shared.answering(false);
@@ -350,7 +373,7 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
 fn describe_probe() -> Probe {
     Probe {
         swallow_description: true,
-        swallow_error: false,
+        ..Probe::default()
     }
 }
 
@@ -414,6 +437,7 @@ async fn skip_to_sync<W: AsyncWrite + Unpin>(
     let swallow = Probe {
         swallow_description: true,
         swallow_error: true,
+        ..Probe::default()
     };
     probe(shared, Request::DescribePortal, swallow, &failing, upstream)
         .await

@@ -10,6 +10,7 @@ pub mod replies;
 pub mod secrets;
 pub mod session;
 pub mod shards;
+pub mod snapshot;
 pub mod tls;
 
 pub use context::Proxy;

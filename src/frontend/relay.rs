@@ -10,12 +10,14 @@ use super::context::Proxy;
 use super::extended::{self, Locals, Look};
 use super::replies::{Disposition, Quiet, Request, Tracker};
 use super::session::Established;
+use super::snapshot::{Form, SessionView, Unread};
 use crate::admin::metrics;
 use crate::later::Later;
-use crate::later::command::{self, Listening};
+use crate::later::command::{self, Command, Listening};
 use crate::later::intercept::{self, Asker, Inject, Injector};
 use crate::later::job::Settings;
 use crate::later::notify::{self, Note, Subscription};
+use crate::later::session::SessionState;
 use crate::stream::Stream;
 use crate::wire::frame::MAX_MESSAGE_LEN;
 use crate::wire::reply::ProxyError;
@@ -77,15 +79,35 @@ impl Shared<'_> {
     }
 
     /// Who asks, in what session state.
-    pub fn asker<'s>(&'s self, parameters: &'s Settings) -> Asker<'s> {
+    pub fn asker<'s>(&'s self, parameters: &'s Settings, session: &'s SessionState) -> Asker<'s> {
         Asker {
             user: self.user,
             database: self.database,
             parameters,
             startup_settings: self.startup_settings,
+            session,
             status: self.status.load(Ordering::Acquire),
             interrupt: &self.signal.interrupt,
         }
+    }
+
+    /// The user the session logged in as.
+    pub fn user(&self) -> &str {
+        self.user
+    }
+
+    /// The session's client_encoding as last reported.
+    pub fn encoding(&self) -> String {
+        self.parameters
+            .lock()
+            .ok()
+            .and_then(|p| {
+                p.iter()
+                    .rev()
+                    .find(|(k, _)| k == "client_encoding")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_else(|| "UTF8".to_owned())
     }
 
     /// Nothing is outstanding and no transaction is open: notifications may go out.
@@ -224,6 +246,8 @@ where
     let mut discard = false;
     // pglater statements and portals the client made (named by the client).
     let mut locals = Locals::default();
+    // What a LATER inherits from the session (read again after the client's statements).
+    let mut view = SessionView::default();
     // Requests in the run about to be forwarded (recorded just before it goes).
     let mut requests: Vec<Request> = Vec::with_capacity(16);
     // Set while the session listens on `later`; dropped with the session.
@@ -270,7 +294,9 @@ where
                     if let Some(later) = shared.later
                         && matches!(tag, b'Q' | b'P')
                     {
-                        follow_listening(later, shared, tag, body, notes, &mut subscription);
+                        let text = statement_text(tag, body);
+                        follow_listening(later, shared, text, notes, &mut subscription);
+                        view.note_text(text);
                     }
                 }
                 Look::Hold => break,
@@ -284,9 +310,14 @@ where
                     let message = &buf[pos..pos + total];
                     let later = shared.later.unwrap_or_else(|| unreachable!());
                     let handled = if tag == b'Q' {
-                        answer_query(later, shared, &message[5..total - 1], injector).await
+                        let sql = &message[5..total - 1];
+                        answer_query(later, shared, sql, injector, upstream, &mut view).await
                     } else {
-                        extended::handle(later, shared, &mut locals, message, upstream, injector)
+                        let session = extended::Session {
+                            locals: &mut locals,
+                            view: &mut view,
+                        };
+                        extended::handle(later, shared, session, message, upstream, injector)
                             .await
                     };
                     match handled {
@@ -326,7 +357,11 @@ where
             }
             counted.forwarded(tag);
             match tag {
-                b'Q' => locals.query_sent(),
+                b'Q' => {
+                    locals.query_sent();
+                    view.statement_forwarded();
+                }
+                b'E' | b'F' => view.statement_forwarded(),
                 b'X' => {
                     let end = pos + total.min(avail);
                     let _ = forward(upstream, shared, &mut requests, &buf[forward_from..end]).await;
@@ -356,23 +391,24 @@ where
     }
 }
 
+/// The statement text of a Query or Parse body (maybe cut).
+fn statement_text(tag: u8, body: &[u8]) -> &[u8] {
+    match tag {
+        b'P' => Parse::query_start(body).and_then(|start| body.get(start..)),
+        _ => Some(body),
+    }
+    .unwrap_or_default()
+}
+
 /// Follows the session's `LISTEN later`: the statement goes to the server as it is, and the
 /// proxy registers (or drops) the session for notifications of its user's jobs.
 fn follow_listening<'a>(
     later: &'a Later,
     shared: &Shared<'a>,
-    tag: u8,
-    body: &[u8],
+    text: &[u8],
     notes: &mpsc::Sender<Note>,
     subscription: &mut Option<Subscription<'a>>,
 ) {
-    let text = match tag {
-        b'P' => match Parse::query_start(body) {
-            Some(start) => &body[start..],
-            None => return,
-        },
-        _ => body,
-    };
     match command::listening_change(text) {
         Some(Listening::Start) if subscription.is_none() => {
             *subscription = Some(later.listeners.subscribe(shared.user, notes.clone()));
@@ -410,12 +446,15 @@ async fn write_run<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::R
 
 /// Answers a pglater command sent as a Query, once the server has answered everything sent
 /// before. A server skipping to Sync after an extended-protocol error discards a Query, and
-/// so does the proxy.
-async fn answer_query(
+/// so does the proxy. A LATER first reads the session's state if it may have changed (not in
+/// a failed transaction: the LATER is refused there, as any command is).
+async fn answer_query<W: AsyncWrite + Unpin>(
     later: &Later,
     shared: &Shared<'_>,
     sql: &[u8],
     injector: &Injector,
+    upstream: &mut W,
+    view: &mut SessionView,
 ) -> Result<(), extended::Broken> {
     if shared.tracker.quiesce().await == Quiet::Skipping {
         return Ok(());
@@ -423,8 +462,24 @@ async fn answer_query(
     let Some(cmd) = command::parse(sql) else {
         return Ok(());
     };
+    let failed_transaction = shared.status.load(Ordering::Acquire) == b'E';
+    let session = match cmd {
+        Command::Later(..) if !failed_transaction => {
+            match view.current(shared, upstream, Form::Simple).await {
+                Ok(state) => state,
+                Err(Unread::Broken(b)) => return Err(b),
+                Err(Unread::Failed(e)) => {
+                    let status = shared.status.load(Ordering::Acquire);
+                    return intercept::send_error(injector, &e, status)
+                        .await
+                        .map_err(|_| extended::Broken::Client);
+                }
+            }
+        }
+        _ => Default::default(),
+    };
     let parameters = shared.parameters();
-    let asker = shared.asker(&parameters);
+    let asker = shared.asker(&parameters, &session);
     shared.answering(true);
     let result = intercept::handle(later, &asker, cmd, injector).await;
     shared.answering(false);
@@ -466,6 +521,8 @@ struct Downstream {
     remaining: usize,
     /// The current message is hidden from the client (the reply to a probe of ours).
     swallowing: bool,
+    /// ... and kept for the proxy (the reply to a query of its own).
+    capturing: bool,
     last_tag: u8,
     /// A ReadyForQuery whose status byte has not arrived yet.
     status_pending: bool,
@@ -636,6 +693,9 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
                         down.partial_parameter = Some((need, part));
                     }
                 }
+                if down.capturing {
+                    pending.capture_body(&buf[pos..pos + take], down.remaining == take);
+                }
                 if !down.swallowing {
                     if out != pos {
                         buf.copy_within(pos..pos + take, out);
@@ -672,11 +732,17 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
                 && body == 1
                 && buf.get(at) == Some(&b'I')
                 && pending.ready_ends_all()
+                && !pending.head_captures()
             {
                 notes_due = true;
                 break;
             }
-            down.swallowing = pending.reply(tag) == Disposition::Swallow;
+            let disposition = pending.reply(tag);
+            down.swallowing = disposition != Disposition::Pass;
+            down.capturing = disposition == Disposition::Capture;
+            if down.capturing {
+                pending.capture_header(&buf[pos..at], body);
+            }
             down.last_tag = tag;
             match tag {
                 // The status byte is read as the body passes, below.

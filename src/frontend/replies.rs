@@ -54,6 +54,12 @@ pub struct Probe {
     pub swallow_description: bool,
     /// Hide the server's ErrorResponse (the probe was sent to fail).
     pub swallow_error: bool,
+    /// A query of the proxy's own: every reply to it (but asynchronous messages) is kept for
+    /// the proxy (`Tracker::captured_outcome`) instead of reaching the client.
+    pub capture: bool,
+    /// A step before the last of a group of probes: its end is not what the waiter waits for
+    /// (the group's last probe reports; an error skips it, and so reports too).
+    pub step: bool,
 }
 
 /// How a probe ended.
@@ -79,6 +85,8 @@ pub enum Quiet {
 pub enum Disposition {
     Pass,
     Swallow,
+    /// Hidden from the client and kept for the proxy (a reply to its own query).
+    Capture,
 }
 
 struct Entry {
@@ -95,6 +103,12 @@ pub struct Pending {
     waiting: bool,
     /// Something a waiter may want changed while matching replies.
     changed: bool,
+    /// Replies to capturing probes, as sent.
+    pub captured: Vec<u8>,
+    /// A captured message's body is still arriving.
+    pub capture_open: bool,
+    /// The capturing Query probe at the head has answered with an error.
+    capture_failed: bool,
 }
 
 impl Pending {
@@ -117,11 +131,29 @@ impl Pending {
             return false;
         }
         self.outcome = None;
+        if probe.capture && !self.capturing() {
+            self.captured.clear();
+            self.capture_failed = false;
+        }
         self.queue.push_back(Entry {
             request,
             probe: Some(probe),
         });
         true
+    }
+
+    /// A capturing probe is outstanding.
+    fn capturing(&self) -> bool {
+        self.queue
+            .iter()
+            .any(|e| e.probe.is_some_and(|p| p.capture))
+    }
+
+    /// The oldest outstanding request is a capturing probe (its replies come next).
+    pub fn head_captures(&self) -> bool {
+        self.queue
+            .front()
+            .is_some_and(|e| e.probe.is_some_and(|p| p.capture))
     }
 
     fn sync_queued(&self) -> bool {
@@ -134,20 +166,42 @@ impl Pending {
             return Disposition::Pass; // asynchronous, or a FATAL
         };
         let (request, probe) = (head.request, head.probe);
+        let captured = |passed: Disposition| match probe {
+            Some(p) if p.capture => Disposition::Capture,
+            _ => passed,
+        };
         match (request, tag) {
-            (_, b'N' | b'A' | b'S') => Disposition::Pass,
+            (_, b'A' | b'S') => Disposition::Pass,
+            (_, b'N') => captured(Disposition::Pass),
             (_, b'Z') => {
                 // Entries a skip left behind go with their Sync.
+                let mut ended = None;
                 while let Some(e) = self.queue.pop_front() {
                     if e.request.ends_with_ready() {
+                        ended = Some(e);
                         break;
                     }
                 }
                 self.skipping = false;
                 self.changed = true;
-                Disposition::Pass
+                match ended.and_then(|e| e.probe) {
+                    Some(p) if p.capture => {
+                        let outcome = match std::mem::take(&mut self.capture_failed) {
+                            true => ProbeOutcome::Failed,
+                            false => ProbeOutcome::Answered,
+                        };
+                        self.finish(Some(p), outcome);
+                        Disposition::Capture
+                    }
+                    _ => Disposition::Pass,
+                }
             }
-            (Request::Query | Request::FunctionCall, _) => Disposition::Pass,
+            (Request::Query | Request::FunctionCall, _) => {
+                if tag == b'E' && probe.is_some_and(|p| p.capture) {
+                    self.capture_failed = true;
+                }
+                captured(Disposition::Pass)
+            }
             (_, b'E') => {
                 self.queue.pop_front();
                 self.skipping = true;
@@ -163,6 +217,7 @@ impl Pending {
                     self.finish(dropped, ProbeOutcome::Skipped);
                 }
                 match probe {
+                    Some(p) if p.capture => Disposition::Capture,
                     Some(p) if p.swallow_error => Disposition::Swallow,
                     _ => Disposition::Pass,
                 }
@@ -176,6 +231,7 @@ impl Pending {
                 self.changed = true;
                 self.finish(probe, ProbeOutcome::Answered);
                 match probe {
+                    Some(p) if p.capture => Disposition::Capture,
                     Some(p) if p.swallow_description && matches!(tag, b'T' | b'n') => {
                         Disposition::Swallow
                     }
@@ -183,12 +239,12 @@ impl Pending {
                 }
             }
             // Part of a reply: ParameterDescription, DataRow, COPY messages.
-            _ => Disposition::Pass,
+            _ => captured(Disposition::Pass),
         }
     }
 
     fn finish(&mut self, probe: Option<Probe>, outcome: ProbeOutcome) {
-        if probe.is_some() {
+        if probe.is_some_and(|p| !p.step) {
             self.outcome = Some(outcome);
         }
     }
@@ -199,6 +255,22 @@ impl Pending {
         } else {
             Quiet::Idle
         })
+    }
+
+    /// A captured message's header (its body, `body_len` bytes, comes with `capture_body`).
+    pub fn capture_header(&mut self, header: &[u8], body_len: usize) {
+        self.captured.extend_from_slice(header);
+        self.capture_open = body_len > 0;
+        self.changed = true;
+    }
+
+    /// A piece of a captured message's body; `last`: the message is whole with it.
+    pub fn capture_body(&mut self, piece: &[u8], last: bool) {
+        self.captured.extend_from_slice(piece);
+        if last {
+            self.capture_open = false;
+            self.changed = true;
+        }
     }
 
     /// Whether a ReadyForQuery now would answer every request outstanding.
@@ -242,6 +314,15 @@ impl Tracker {
     /// Waits for the outcome of the probe last pushed.
     pub async fn probe_outcome(&self) -> ProbeOutcome {
         self.wait(|p| p.outcome).await
+    }
+
+    /// Waits for the outcome of the capturing probe (group) last pushed, and for its last
+    /// message to be whole; returns it with the replies captured.
+    pub async fn captured_outcome(&self) -> (ProbeOutcome, Vec<u8>) {
+        let outcome = self
+            .wait(|p| (!p.capture_open).then_some(p.outcome).flatten())
+            .await;
+        (outcome, self.with(|p| std::mem::take(&mut p.captured)))
     }
 
     async fn wait<T>(&self, ready: impl Fn(&Pending) -> Option<T>) -> T {
@@ -308,13 +389,75 @@ mod tests {
         assert_eq!(p.quiet(), Some(Quiet::Idle));
     }
 
+    fn capture(step: bool) -> Probe {
+        Probe {
+            capture: true,
+            step,
+            ..Probe::default()
+        }
+    }
+
+    #[test]
+    fn a_query_of_the_proxys_own_is_captured_whole() {
+        use Request::*;
+        let mut p = pending(&[]);
+        assert!(p.push_probe(Query, capture(false)));
+        assert!(p.head_captures());
+        for tag in [b'T', b'D', b'N', b'C'] {
+            assert_eq!(p.reply(tag), Disposition::Capture);
+        }
+        // Asynchronous messages still reach the client.
+        assert_eq!(p.reply(b'A'), Disposition::Pass);
+        assert_eq!(p.reply(b'S'), Disposition::Pass);
+        assert_eq!(p.outcome, None);
+        assert_eq!(p.reply(b'Z'), Disposition::Capture);
+        assert_eq!(p.outcome, Some(ProbeOutcome::Answered));
+        assert_eq!(p.quiet(), Some(Quiet::Idle));
+
+        assert!(p.push_probe(Query, capture(false)));
+        assert_eq!(p.reply(b'E'), Disposition::Capture);
+        assert_eq!(p.reply(b'Z'), Disposition::Capture);
+        assert_eq!(p.outcome, Some(ProbeOutcome::Failed));
+    }
+
+    #[test]
+    fn an_extended_capture_reports_at_its_last_step() {
+        use Request::*;
+        // The client's own pipeline goes on around it.
+        let mut p = pending(&[Parse, Bind]);
+        for r in [Parse, Bind, Execute, Close] {
+            assert!(p.push_probe(r, capture(true)));
+        }
+        assert!(p.push_probe(Close, capture(false)));
+        assert_eq!(p.reply(b'1'), Disposition::Pass);
+        assert_eq!(p.reply(b'2'), Disposition::Pass);
+        for tag in [b'1', b'2', b'D', b'D', b'C', b'3'] {
+            assert_eq!(p.reply(tag), Disposition::Capture);
+            assert_eq!(p.outcome, None, "a step reported");
+        }
+        assert_eq!(p.reply(b'3'), Disposition::Capture);
+        assert_eq!(p.outcome, Some(ProbeOutcome::Answered));
+        assert!(p.is_empty());
+
+        // A failing step skips the rest, which reports.
+        let mut p = pending(&[]);
+        for r in [Parse, Bind, Execute, Close] {
+            assert!(p.push_probe(r, capture(true)));
+        }
+        assert!(p.push_probe(Close, capture(false)));
+        p.push(Sync);
+        assert_eq!(p.reply(b'E'), Disposition::Capture);
+        assert_eq!(p.outcome, Some(ProbeOutcome::Skipped));
+        assert_eq!(p.quiet(), None);
+    }
+
     #[test]
     fn probes_are_swallowed_and_reported() {
         use Request::*;
         let mut p = pending(&[Query]);
         let swallow = Probe {
             swallow_description: true,
-            swallow_error: false,
+            ..Probe::default()
         };
         assert!(p.push_probe(DescribePortal, swallow));
         // The query's own RowDescription is not the probe's.
@@ -326,8 +469,8 @@ mod tests {
         assert_eq!(p.outcome, Some(ProbeOutcome::Answered));
 
         let fail = Probe {
-            swallow_description: false,
             swallow_error: true,
+            ..Probe::default()
         };
         let mut p = pending(&[Parse]);
         assert!(p.push_probe(DescribePortal, fail));

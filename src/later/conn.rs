@@ -152,6 +152,25 @@ impl JobConn {
         self.stream.flush().await
     }
 
+    /// Runs statements that assume the job's identity (SET SESSION AUTHORIZATION, SET ROLE),
+    /// `sql` already in the connection's client_encoding. The server's refusal is the job's.
+    pub async fn assume(&mut self, sql: &[u8]) -> Result<(), OpenError> {
+        self.send_query(sql).await?;
+        let mut refused = None;
+        loop {
+            let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+            match msg.tag {
+                b'E' => refused = Some(frame(&msg)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        match refused {
+            Some(e) => Err(OpenError::Refused(e)),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a control statement; returns the first column of its first row.
     pub async fn query_value(&mut self, sql: &str) -> io::Result<Option<String>> {
         self.send_query(sql.as_bytes()).await?;

@@ -7,6 +7,7 @@ use super::id::JobId;
 use super::job::{BoundParams, CARRIED_SETTINGS, JobState, JobStatus, NewJob, Settings};
 use super::limits::{self, Admission};
 use super::service::Later;
+use super::session::SessionState;
 use super::store::ResolveError;
 use crate::wire::reply::{self, Column, ProxyError};
 use crate::wire::text;
@@ -58,6 +59,8 @@ pub struct Asker<'a> {
     pub parameters: &'a Settings,
     /// The session settings of the client's startup packet (`options` included).
     pub startup_settings: &'a Settings,
+    /// What the session changed since (SET, set_config) and who it acts as; read for a LATER.
+    pub session: &'a SessionState,
     /// The session's transaction status from its last ReadyForQuery.
     pub status: u8,
     /// Notified when the client sends a CancelRequest for this session.
@@ -171,15 +174,20 @@ pub async fn submit(
             ),
         ));
     }
-    // The client's startup settings, then what the server reports now (a later SET of a
-    // reported setting wins: startup parameters apply in order).
-    // Setting names are case-insensitive: one entry per setting, the later source winning.
+    // The client's startup settings, then what the server reports now, then what the
+    // session set (a later source wins: startup parameters apply in order). Setting names
+    // are case-insensitive: one entry per setting, the later source winning.
     let mut settings: Settings = Vec::new();
-    let sources = asker.startup_settings.iter().cloned().chain(
-        CARRIED_SETTINGS
-            .iter()
-            .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned()))),
-    );
+    let sources = asker
+        .startup_settings
+        .iter()
+        .cloned()
+        .chain(
+            CARRIED_SETTINGS
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), asker.parameter(name)?.to_owned()))),
+        )
+        .chain(asker.session.settings.iter().cloned());
     for (name, value) in sources {
         let name = name.to_ascii_lowercase();
         match settings.iter_mut().find(|(k, _)| *k == name) {
@@ -187,6 +195,7 @@ pub async fn submit(
             None => settings.push((name, value)),
         }
     }
+    asker.session.identity.put_into(&mut settings);
     let run_at = match &when {
         None => None,
         Some(w) => Some(
@@ -465,6 +474,7 @@ pub async fn send_error(out: &Injector, e: &ProxyError, status: u8) -> Result<()
         database: "",
         parameters: &Vec::new(),
         startup_settings: &Vec::new(),
+        session: &SessionState::default(),
         status,
         interrupt: &Notify::new(),
     };

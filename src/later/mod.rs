@@ -7,6 +7,7 @@ pub mod binary;
 pub mod capture;
 pub mod command;
 pub mod conn;
+pub mod custom_settings;
 pub mod id;
 pub mod intercept;
 pub mod job;
@@ -17,6 +18,7 @@ pub mod portal;
 pub mod rescue;
 pub mod rows;
 pub mod service;
+pub mod session;
 pub mod store;
 pub mod worker;
 

@@ -109,6 +109,14 @@ pub struct Portal {
     progress: Progress,
 }
 
+impl Portal {
+    /// Its next Execute queues a job (a LATER not run yet).
+    pub fn queues_a_job(&self) -> bool {
+        matches!(self.progress, Progress::Fresh)
+            && matches!(self.statement.command, Owned::Later { .. })
+    }
+}
+
 enum Progress {
     Fresh,
     Fetching(Box<Cursor>),

@@ -7,6 +7,7 @@ use super::conn::{ConnKey, JobConn, OpenError};
 use super::id::JobId;
 use super::job::ClaimedJob;
 use super::service::Later;
+use super::session::Identity;
 use super::store::failure::describe;
 use super::store::{BackendRecord, Finish};
 use crate::admin::metrics;
@@ -174,10 +175,13 @@ async fn gather(idle: &Arc<Semaphore>, permits: &mut Vec<OwnedSemaphorePermit>, 
 async fn run_job(later: &Later, job: ClaimedJob) {
     // The settings in force when the job starts (a reload meanwhile applies to later jobs).
     let config = later.config();
+    // Settings are the connection's startup parameters; the identity is assumed per job.
+    let mut settings = job.settings.clone();
+    let identity = Identity::take_from(&mut settings);
     let key = ConnKey {
         owner: job.owner.clone(),
         database: job.database.clone(),
-        settings: job.settings.clone(),
+        settings,
         // A re-run after a crash must not be able to write (see rescue).
         read_only: job.read_only,
     };
@@ -238,6 +242,31 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             let why =
                 format!("the job store could not record the job's start, so it was not run: {e}");
             return record(later, &job, sink.failed("58030", why)).await;
+        }
+    }
+    if let Some(sql) = identity.statement() {
+        let encoding = key
+            .settings
+            .iter()
+            .find(|(k, _)| k == "client_encoding")
+            .map_or("UTF8", |(_, v)| v.as_str());
+        // After the start is recorded (the branches above keep the connection for the next
+        // job, so it must not hold the identity yet). A refused identity fails the job with
+        // the server's error; the connection, which may hold part of it, is not kept.
+        match conn
+            .assume(&crate::wire::text::encode(&sql, encoding))
+            .await
+        {
+            Ok(()) => {}
+            Err(OpenError::Refused(error)) => {
+                later.running.remove(&job.id);
+                return record(later, &job, sink.refused(&error)).await;
+            }
+            Err(OpenError::Failed(why)) => {
+                later.running.remove(&job.id);
+                let why = format!("pglater could not open a session for the job: {why}");
+                return record(later, &job, sink.failed("08006", why)).await;
+            }
         }
     }
     let (pid, secret) = (conn.pid, conn.secret.clone());

@@ -196,9 +196,80 @@ pub fn describe_message(kind: u8, name: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// A Query message.
+pub fn query_message(sql: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(sql.len() + 6);
+    b.put_u8(b'Q');
+    b.put_u32(4 + sql.len() as u32 + 1);
+    b.put_slice(sql);
+    b.put_u8(0);
+    b.freeze()
+}
+
+/// A Bind of a statement without parameters, every result column in text.
+pub fn bind_message(portal: &[u8], statement: &[u8]) -> Bytes {
+    let len = 4 + portal.len() + 1 + statement.len() + 1 + 2 + 2 + 2;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'B');
+    b.put_u32(len as u32);
+    b.put_slice(portal);
+    b.put_u8(0);
+    b.put_slice(statement);
+    b.put_u8(0);
+    b.put_u16(0); // parameter formats
+    b.put_u16(0); // parameters
+    b.put_u16(0); // result formats: all text
+    b.freeze()
+}
+
+/// An Execute of a portal, all its rows.
+pub fn execute_message(portal: &[u8]) -> Bytes {
+    let len = 4 + portal.len() + 1 + 4;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'E');
+    b.put_u32(len as u32);
+    b.put_slice(portal);
+    b.put_u8(0);
+    b.put_i32(0);
+    b.freeze()
+}
+
+/// A Close of a statement ('S') or portal ('P').
+pub fn close_message(kind: u8, name: &[u8]) -> Bytes {
+    let len = 4 + 1 + name.len() + 1;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'C');
+    b.put_u32(len as u32);
+    b.put_u8(kind);
+    b.put_slice(name);
+    b.put_u8(0);
+    b.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_messages_read_back() {
+        assert_eq!(&query_message(b"SELECT 1")[..], b"Q\0\0\0\x0dSELECT 1\0");
+        let bind = bind_message(b"p", b"s");
+        let read = Bind::read(&bind[5..]).unwrap();
+        assert_eq!((read.portal, read.statement), (&b"p"[..], &b"s"[..]));
+        assert!(read.values.is_empty() && read.result_formats.is_empty());
+        let exec = execute_message(b"p");
+        let read = Execute::read(&exec[5..]).unwrap();
+        assert_eq!((read.portal, read.max_rows), (&b"p"[..], 0));
+        let close = close_message(b'S', b"s");
+        let read = Target::read(&close[5..]).unwrap();
+        assert_eq!((read.kind, read.name), (b'S', &b"s"[..]));
+        for m in [bind, exec, close] {
+            assert_eq!(
+                u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize,
+                m.len() - 1
+            );
+        }
+    }
 
     #[test]
     fn bind_is_read_with_its_parameter_block() {
