@@ -131,3 +131,46 @@ async fn wait_on_someone_elses_job_is_42704() {
     assert_eq!(e.code().code(), "42704");
     assert_eq!(e.message(), format!("job {id} does not exist"));
 }
+
+/// Finding 6 of the security issue: a client that hangs up during `FETCH LATER ... WAIT`
+/// frees its session (its upstream backend, the store polling) at once, not when the job
+/// ends; the job itself goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_during_wait_frees_its_session_at_once() {
+    let p = proxy("wait_gone").start();
+    let c = alice(&p).await;
+    let id = later_submit(&c, "SELECT pg_sleep(8), 'done' AS s").await;
+
+    let mut config = pg_config(p.port, "alice", Some(ALICE_PASSWORD), "app");
+    config.application_name("abandoned_wait");
+    let (waiter, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let sessions = || {
+        pg().admin_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'abandoned_wait'",
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(sessions(), "1");
+    let fetch = format!("FETCH LATER {id} WAIT");
+    let wait = tokio::spawn(async move { waiter.simple_query(&fetch).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!wait.is_finished(), "the wait returned early");
+    // The client goes away: its socket closes.
+    conn.abort();
+    let _ = conn.await;
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while sessions() != "0" {
+        assert!(
+            Instant::now() < gone_by,
+            "the abandoned session still holds its server session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(wait.await.unwrap().is_err());
+    // The job is not the client's session: it runs to its end.
+    assert_eq!(later_state(&c, id).await, "running");
+    let msgs = sq(&c, &format!("FETCH LATER {id} WAIT 30")).await.unwrap();
+    assert_eq!(first_value(&msgs).as_deref(), Some(""));
+}

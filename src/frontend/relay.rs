@@ -33,6 +33,8 @@ use tokio::sync::mpsc;
 const BUF_SIZE: usize = 32 * 1024;
 /// After a client's protocol violation, how long the server gets to answer it.
 const VIOLATION_GRACE: Duration = Duration::from_secs(5);
+/// How much a client may send ahead while the proxy answers one of its commands.
+const READ_AHEAD: usize = 64 * 1024;
 /// How much of an oversized message is looked at to tell a LATER from anything else.
 pub(super) const SNIFF: usize = 4096;
 
@@ -248,6 +250,8 @@ where
     let mut locals = Locals::default();
     // What a LATER inherits from the session (read again after the client's statements).
     let mut view = SessionView::default();
+    // Bytes the client sent while the proxy answered one of its commands.
+    let mut early = BytesMut::new();
     // Requests in the run about to be forwarded (recorded just before it goes).
     let mut requests: Vec<Request> = Vec::with_capacity(16);
     // Set while the session listens on `later`; dropped with the session.
@@ -309,16 +313,23 @@ where
                     }
                     let message = &buf[pos..pos + total];
                     let later = shared.later.unwrap_or_else(|| unreachable!());
-                    let handled = if tag == b'Q' {
-                        let sql = &message[5..total - 1];
-                        answer_query(later, shared, sql, injector, upstream, &mut view).await
-                    } else {
-                        let session = extended::Session {
-                            locals: &mut locals,
-                            view: &mut view,
-                        };
-                        extended::handle(later, shared, session, message, upstream, injector)
-                            .await
+                    let answer = async {
+                        if tag == b'Q' {
+                            let sql = &message[5..total - 1];
+                            answer_query(later, shared, sql, injector, upstream, &mut view).await
+                        } else {
+                            let session = extended::Session {
+                                locals: &mut locals,
+                                view: &mut view,
+                            };
+                            extended::handle(later, shared, session, message, upstream, injector)
+                                .await
+                        }
+                    };
+                    let Some(handled) = watching_client(client, &mut early, answer).await else {
+                        // Gone mid-answer (a FETCH LATER ... WAIT, say): nothing is left
+                        // waiting for it.
+                        return Stop::Read;
                     };
                     match handled {
                         Ok(()) => {}
@@ -327,6 +338,11 @@ where
                     }
                     pos += total;
                     forward_from = pos;
+                    if !early.is_empty() {
+                        counted.read(early.len());
+                        buf.extend_from_slice(&early);
+                        early.clear();
+                    }
                     continue;
                 }
                 Look::Refuse => {
@@ -388,6 +404,35 @@ where
         }
         // Keep what is not forwarded yet (a partial header or a held message).
         buf.advance(pos);
+    }
+}
+
+/// While the proxy answers a command, what the client sends is read ahead (up to
+/// `READ_AHEAD` bytes, kept in `early` for the relay), so that a client that hangs up is seen
+/// at once: None, and the answer (a FETCH LATER ... WAIT, say) is dropped with everything it
+/// held. PostgreSQL notices a gone client only when it next writes to it; a wait of the
+/// proxy's may last hours.
+async fn watching_client<R, T>(
+    client: &mut R,
+    early: &mut BytesMut,
+    answer: impl std::future::Future<Output = T>,
+) -> Option<T>
+where
+    R: AsyncRead + Unpin,
+{
+    tokio::pin!(answer);
+    loop {
+        if early.capacity() - early.len() < 1024 {
+            early.reserve(4096);
+        }
+        tokio::select! {
+            biased;
+            done = &mut answer => return Some(done),
+            read = client.read_buf(early), if early.len() < READ_AHEAD => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
+        }
     }
 }
 

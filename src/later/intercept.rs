@@ -416,7 +416,7 @@ pub async fn await_end(later: &Later, asker: &Asker<'_>, id: JobId, wait: Option
             }
         }
     };
-    later.unwatch(id, watch);
+    drop(watch);
     result
 }
 

@@ -153,16 +153,14 @@ impl Later {
     }
 
     /// What to wait on for job `id` to end. Register (`enable`) the wait before checking the
-    /// job's state, so an end in between is not missed.
-    pub fn watch(&self, id: JobId) -> Arc<Notify> {
-        self.watchers.entry(id).or_default().clone()
-    }
-
-    /// Forgets the watch of a waiter that is done with it.
-    pub fn unwatch(&self, id: JobId, watch: Arc<Notify>) {
-        drop(watch);
-        self.watchers
-            .remove_if(&id, |_, n| Arc::strong_count(n) == 1);
+    /// job's state, so an end in between is not missed. Dropped (also when the waiting
+    /// session goes away mid-wait), it is forgotten.
+    pub fn watch(&self, id: JobId) -> Watch<'_> {
+        Watch {
+            later: self,
+            id,
+            notify: self.watchers.entry(id).or_default().clone(),
+        }
     }
 
     /// Job `id` reached a terminal state (here, or on another instance: see `listen`).
@@ -228,6 +226,29 @@ impl Later {
         for (pid, secret) in targets {
             let _ = crate::upstream::cancel::send_cancel(&self.upstream, pid, &secret).await;
         }
+    }
+}
+
+/// A session's wait for a job's end.
+pub struct Watch<'a> {
+    later: &'a Later,
+    id: JobId,
+    notify: Arc<Notify>,
+}
+
+impl Watch<'_> {
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        // The last watch of the job: the map's Arc and this one are all that is left (the
+        // map's shard lock orders this against a new watch of the same job).
+        self.later.watchers.remove_if(&self.id, |_, n| {
+            Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) == 2
+        });
     }
 }
 
