@@ -1,5 +1,6 @@
-//! Start-up, findings 2 and 3 of the security issue: identity is decided on exactly what the
-//! server will use, and nothing reaches the server for a client that has not authenticated.
+//! Start-up and client authentication, findings 2, 3 and 8 of the security issue: identity is
+//! decided on exactly what the server will use, nothing reaches the server for a client that
+//! has not authenticated, and an unknown user cannot be told from a wrong password.
 
 mod common;
 
@@ -321,4 +322,154 @@ fn a_client_asking_3_1_is_negotiated_by_pglater_and_logs_in() {
         first_value(&q).as_deref(),
         Some("alice app pglater-3-1 pglater_3_1")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Finding 8: user enumeration
+// ---------------------------------------------------------------------------
+
+const WRONG: &str = "wrong-secret-xyzzy";
+
+/// The `s=` (salt) and `i=` (iterations) of a SASLContinue body.
+fn salt_and_iterations(m: &Msg) -> (String, String) {
+    let text = String::from_utf8_lossy(&m.1[4..]).into_owned();
+    let attr = |name: &str| {
+        text.split(',')
+            .find_map(|a| a.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    };
+    (attr("s="), attr("i="))
+}
+
+/// Message kinds and error fields of a failed login, with the user name taken out.
+fn shape(msgs: &[Msg], user: &str) -> (Vec<String>, Vec<std::collections::BTreeMap<char, String>>) {
+    let errors = msgs
+        .iter()
+        .filter(|m| m.0 == b'E')
+        .map(|m| {
+            let mut f = fields(m);
+            for v in f.values_mut() {
+                *v = v.replace(&format!("\"{user}\""), "\"<user>\"");
+            }
+            f
+        })
+        .collect();
+    (kinds(msgs), errors)
+}
+
+/// The server error of a failed tokio-postgres login.
+async fn login_error(port: u16, user: &str, password: &str) -> (String, String, String) {
+    match try_connect(port, user, Some(password), "app").await {
+        Ok(_) => panic!("{user} logged in on port {port}"),
+        Err(e) => {
+            let e = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("{user}: no ErrorResponse: {e:?}"));
+            (
+                e.severity().to_string(),
+                e.code().code().to_string(),
+                e.message().to_string(),
+            )
+        }
+    }
+}
+
+fn assert_no_password_logged(proxy: &Proxy) {
+    let log = proxy.stderr();
+    for secret in [ALICE_PASSWORD, BOB_PASSWORD, WRONG] {
+        assert!(!log.contains(secret), "password in the log:\n{log}");
+    }
+}
+
+/// Finding 8 of the security issue: an unknown user got an immediate 28000 while a known one
+/// got a SCRAM challenge. Both now get the same exchange (a mock verifier for the unknown
+/// one, its salt stable per name) and the same FATAL 28P01, as PostgreSQL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_is_answered_like_a_wrong_password_scram() {
+    let pg = pg();
+    let proxy = Proxy::scram(pg);
+    let attempt = |port: u16, user: &str| {
+        let pkt = startup_packet(&[("user", user), ("database", "app")]);
+        raw_attempt(port, &pkt, user, WRONG).1
+    };
+    let known = attempt(proxy.port, "alice");
+    let unknown = attempt(proxy.port, "mallory");
+    assert_eq!(kinds(&known), ["R10", "R11", "E"], "{known:?}");
+    assert_eq!(shape(&unknown, "mallory"), shape(&known, "alice"));
+    assert_eq!(known[0], unknown[0], "AuthenticationSASL differs");
+    // What PostgreSQL itself does for both.
+    let direct_known = attempt(pg.port, "alice");
+    let direct_unknown = attempt(pg.port, "mallory");
+    assert_eq!(shape(&known, "alice"), shape(&direct_known, "alice"));
+    assert_eq!(
+        shape(&unknown, "mallory"),
+        shape(&direct_unknown, "mallory")
+    );
+
+    // The challenge looks the same: iterations, salt size, and a salt that stays the same
+    // from one attempt to the next for both.
+    let (known_salt, known_iter) = salt_and_iterations(&known[1]);
+    let (unknown_salt, unknown_iter) = salt_and_iterations(&unknown[1]);
+    assert_eq!(known_iter, unknown_iter);
+    assert_eq!(known_salt.len(), unknown_salt.len());
+    assert_eq!(
+        salt_and_iterations(&attempt(proxy.port, "mallory")[1]).0,
+        unknown_salt
+    );
+    assert_eq!(
+        salt_and_iterations(&attempt(proxy.port, "alice")[1]).0,
+        known_salt
+    );
+
+    // Through a driver: the same error, word for word but the name (and PostgreSQL's own).
+    let wrong = login_error(proxy.port, "alice", WRONG).await;
+    let unknown = login_error(proxy.port, "mallory", WRONG).await;
+    assert_eq!(
+        unknown,
+        (
+            "FATAL".into(),
+            "28P01".into(),
+            "password authentication failed for user \"mallory\"".into()
+        )
+    );
+    assert_eq!(wrong.2.replace("alice", "mallory"), unknown.2);
+    assert_eq!((&wrong.0, &wrong.1), (&unknown.0, &unknown.1));
+    assert_eq!(login_error(pg.port, "mallory", WRONG).await, unknown);
+    assert_no_password_logged(&proxy);
+}
+
+/// Finding 8 of the security issue, md5: an unknown user gets the md5 challenge too, then
+/// the FATAL 28P01 a wrong password gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_is_answered_like_a_wrong_password_md5() {
+    let proxy = Proxy::builder(pg()).auth("md5").app_users().start();
+    let attempt = |user: &str| {
+        let pkt = startup_packet(&[("user", user), ("database", "app")]);
+        raw_attempt(proxy.port, &pkt, user, WRONG).1
+    };
+    let known = attempt("alice");
+    let unknown = attempt("mallory");
+    assert_eq!(kinds(&known), ["R5", "E"], "{known:?}");
+    assert_eq!(shape(&unknown, "mallory"), shape(&known, "alice"));
+    assert_eq!(known[0].1.len(), unknown[0].1.len(), "md5 salt size");
+    assert_eq!(
+        shape(&known, "alice").1[0].get(&'C').map(String::as_str),
+        Some("28P01")
+    );
+
+    let wrong = login_error(proxy.port, "alice", WRONG).await;
+    let unknown = login_error(proxy.port, "mallory", WRONG).await;
+    assert_eq!(
+        unknown,
+        (
+            "FATAL".into(),
+            "28P01".into(),
+            "password authentication failed for user \"mallory\"".into()
+        )
+    );
+    assert_eq!(wrong.2.replace("alice", "mallory"), unknown.2);
+    // A right password still works.
+    proxy.connect("alice", Some(ALICE_PASSWORD), "app").await;
+    assert_no_password_logged(&proxy);
 }
