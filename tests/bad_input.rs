@@ -381,11 +381,17 @@ fn logged_in_idle_client_outlives_startup_timeout() {
 /// A Query the proxy must not take for one of its own commands: PostgreSQL's own error, the
 /// session usable after, no job queued. `name` tags the application for the log.
 fn malformed_query_like_postgres(name: &str, body: &[u8]) {
+    malformed_like_postgres(&Proxy::trust(pg()), name, &frame(b'Q', body));
+}
+
+/// Messages (up to a ReadyForQuery) the proxy must leave to the server: through `proxy`, the
+/// same reply as from PostgreSQL (message types, SQLSTATEs and messages), and the session
+/// usable after. The proxy's reply.
+fn malformed_like_postgres(proxy: &Proxy, name: &str, messages: &[u8]) -> Vec<Msg> {
     let pg = pg();
-    let proxy = Proxy::trust(pg);
     let run = |port: u16, app: &str| {
         let (mut conn, _) = RawConn::login(port, &login_params(app));
-        conn.send(&frame(b'Q', body)).unwrap();
+        conn.send(messages).unwrap();
         let reply = conn.read_until_ready();
         let after = first_value(&conn.simple_query("SELECT 'after'"));
         (reply, after)
@@ -395,7 +401,10 @@ fn malformed_query_like_postgres(name: &str, body: &[u8]) {
     let errors = |msgs: &[Msg]| {
         msgs.iter()
             .filter(|m| m.0 == b'E')
-            .map(|m| error_fields(&m.1).get(&'C').cloned())
+            .map(|m| {
+                let f = error_fields(&m.1);
+                (f.get(&'C').cloned(), f.get(&'M').cloned())
+            })
             .collect::<Vec<_>>()
     };
     let kinds = |msgs: &[Msg]| msgs.iter().map(|m| m.0 as char).collect::<String>();
@@ -403,6 +412,7 @@ fn malformed_query_like_postgres(name: &str, body: &[u8]) {
     assert_eq!(kinds(&via), kinds(&direct), "{name}");
     assert_eq!(via_after, direct_after, "{name}");
     assert_eq!(via_after.as_deref(), Some("after"));
+    via
 }
 
 #[test]
@@ -413,4 +423,55 @@ fn query_message_without_a_body_is_answered_like_postgres() {
 #[test]
 fn later_without_its_terminating_nul_is_left_to_postgres() {
     malformed_query_like_postgres("later-no-nul", b"LATER SELECT 1");
+}
+
+/// Finding 12 of the security issue: a Query whose body has a NUL before its last byte was
+/// queued as a job, when PostgreSQL refuses the message (ERROR 08P01 "invalid message
+/// format", the session goes on). pglater leaves such messages to the server, and a Parse
+/// with bytes after its parameter types (what a NUL inside its query text makes) too: the
+/// server answers, and no job is queued.
+#[test]
+fn a_nul_inside_a_command_is_left_to_postgres_and_queues_nothing() {
+    let pg = pg();
+    let proxy = ProxyBuilder::trust(pg).own_store(pg, "nul_inside").start();
+    let queries: [(&str, &[u8]); 4] = [
+        ("later-nul", b"LATER SELECT 1\0junk\0"),
+        ("fetch-later-nul", b"FETCH LATER 1\0x\0"),
+        ("later-in-nul", b"LATER IN '1 s' SELECT 1\0\0"),
+        ("show-later-nul", b"SHOW LATER\0\0"),
+    ];
+    for (name, body) in queries {
+        let reply = malformed_like_postgres(&proxy, name, &frame(b'Q', body));
+        let f = error_fields(&reply[0].1);
+        assert_eq!(
+            (f.get(&'S'), f.get(&'C'), f.get(&'M')),
+            (
+                Some(&"ERROR".to_string()),
+                Some(&"08P01".to_string()),
+                Some(&"invalid message format".to_string())
+            ),
+            "{name}: {reply:?}"
+        );
+    }
+    // Parse (unnamed), Bind, Execute, Sync.
+    let extended = |parse: &[u8]| {
+        [
+            frame(b'P', parse),
+            frame(b'B', &[0; 8]),
+            frame(b'E', &[0; 5]),
+            frame(b'S', b""),
+        ]
+        .concat()
+    };
+    let parses: [(&str, &[u8]); 2] = [
+        ("parse-trailing", b"\0LATER SELECT 1\0\0\0junk\0"),
+        ("parse-nul", b"\0LATER SELECT 1\0junk\0\0\0"),
+    ];
+    for (name, parse) in parses {
+        let reply = malformed_like_postgres(&proxy, name, &extended(parse));
+        let f = error_fields(&reply[0].1);
+        assert_eq!(f.get(&'C').map(String::as_str), Some("08P01"), "{name}");
+    }
+    let jobs = pg.admin_sql_in("store_nul_inside", "SELECT count(*) FROM pglater.jobs");
+    assert_eq!(jobs.trim(), "0", "a job was queued");
 }

@@ -126,6 +126,63 @@ async fn bad_times_give_postgres_errors() {
     assert!(rows.is_empty(), "{rows:?}");
 }
 
+/// Finding 7 of the security issue (first half): `LATER AT 'infinity'` (and '-infinity')
+/// panicked the session task (the store read a NULL as text) and the client lost its
+/// connection with no error. It is a clear 22008 now, through the simple and the extended
+/// protocol, and the session goes on; so are `LATER IN` values that overflow (PostgreSQL's
+/// own error). Nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_or_overflowing_times_are_errors_and_the_session_goes_on() {
+    let p = proxy("sched_inf").start();
+    let c = alice(&p).await;
+    let finite = "LATER AT needs a finite time";
+    for lit in ["infinity", "-infinity", "Infinity"] {
+        let e = sq(&c, &format!("LATER AT '{lit}' SELECT 1"))
+            .await
+            .unwrap_err();
+        let e = db_error(&e);
+        assert_eq!((e.code().code(), e.message()), ("22008", finite), "{lit}");
+        let e = c
+            .query(&format!("LATER AT '{lit}' SELECT $1::int"), &[&1i32])
+            .await
+            .unwrap_err();
+        let e = db_error(&e);
+        assert_eq!((e.code().code(), e.message()), ("22008", finite), "{lit}");
+    }
+    for lit in ["300000 years", "-300000 years", "200000000 years"] {
+        // What PostgreSQL says of that time, read directly.
+        let direct = sq(
+            &c,
+            &format!("SELECT clock_timestamp() + '{lit}'::text::interval"),
+        )
+        .await
+        .unwrap_err();
+        let direct = db_error(&direct);
+        assert!(
+            matches!(direct.code().code(), "22008" | "22015"),
+            "{lit}: {direct:?}"
+        );
+        let e = sq(&c, &format!("LATER IN '{lit}' SELECT 1"))
+            .await
+            .unwrap_err();
+        let e = db_error(&e);
+        assert_eq!(
+            (e.code(), e.message()),
+            (direct.code(), direct.message()),
+            "{lit}"
+        );
+        let e = c
+            .query(&format!("LATER IN '{lit}' SELECT $1::int"), &[&1i32])
+            .await
+            .unwrap_err();
+        assert_eq!(db_error(&e).code(), direct.code(), "{lit}");
+    }
+    // The session goes on, nothing was queued, and a finite time still works.
+    assert!(simple_rows(&sq(&c, "SHOW LATER").await.unwrap()).is_empty());
+    let id = later_submit(&c, "AT '2000-01-01' SELECT 3").await;
+    assert_eq!(later_wait(&c, id).await, "succeeded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_jobs_are_removed_after_the_retention_period() {
     let p = proxy("retention").args(&["--retention-secs", "2"]).start();

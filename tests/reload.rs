@@ -40,6 +40,8 @@ fn reload(p: &Proxy, toml: &str, outcome: &str) {
     }
 }
 
+/// The SQLSTATE of a refused login (a user not configured gets 28P01, as a wrong password
+/// does: finding 8 of the security issue).
 async fn refused_with(port: u16, user: &str, password: &str) -> String {
     match try_connect(port, user, Some(password), "app").await {
         Ok(_) => panic!("{user} logged in"),
@@ -63,7 +65,7 @@ async fn sighup_reloads_users_and_limits_and_keeps_sessions() {
         .start();
     let alice = p.connect("alice", Some(ALICE_PASSWORD), "app").await;
     let pid = backend_pid(&alice).await;
-    assert_eq!(refused_with(p.port, "bob", BOB_PASSWORD).await, "28000");
+    assert_eq!(refused_with(p.port, "bob", BOB_PASSWORD).await, "28P01");
     let long = format!("SELECT '{}'", "x".repeat(100));
     let e = sq(&alice, &format!("LATER {long}")).await.unwrap_err();
     assert_eq!(db_error(&e).code().code(), "54000");
@@ -86,7 +88,7 @@ async fn sighup_reloads_users_and_limits_and_keeps_sessions() {
     // alice is removed: no new session of hers, the open one goes on; bob gets a job limit.
     let limited = "[later]\nmax_script_bytes = 64\nmax_jobs_per_user = 1\n";
     reload(&p, &config(&["bob"], limited), RELOADED);
-    assert_eq!(refused_with(p.port, "alice", ALICE_PASSWORD).await, "28000");
+    assert_eq!(refused_with(p.port, "alice", ALICE_PASSWORD).await, "28P01");
     assert_eq!(backend_pid(&alice).await, pid);
     let e = sq(&bob, &format!("LATER {long}")).await.unwrap_err();
     assert_eq!(
@@ -110,7 +112,7 @@ async fn sighup_reloads_users_and_limits_and_keeps_sessions() {
         "{}",
         tail(&p.stderr(), 2000)
     );
-    assert_eq!(refused_with(p.port, "alice", ALICE_PASSWORD).await, "28000");
+    assert_eq!(refused_with(p.port, "alice", ALICE_PASSWORD).await, "28P01");
     p.connect("bob", Some(BOB_PASSWORD), "app").await;
     assert_eq!(backend_pid(&alice).await, pid);
 }

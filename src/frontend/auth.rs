@@ -1,13 +1,16 @@
 //! Authenticating clients: SCRAM-SHA-256 (with -PLUS over TLS), md5, or trust.
 
 use super::context::Proxy;
+use super::secrets::{UserSecrets, mock_scram_secret};
 use crate::config::AuthMode;
 use crate::stream::Stream;
 use crate::wire::io::{get_cstr, get_i32, read_message};
 use crate::wire::reply::{self, ProxyError};
 use bytes::BytesMut;
+use pgwire::api::auth::sasl::scram::ScramSecret;
 use postgres_protocol::authentication::md5_hash;
 use tokio::io::AsyncWriteExt;
+use tracing::info;
 
 /// PostgreSQL's `PG_MAX_AUTH_TOKEN_LENGTH` plus framing.
 const MAX_AUTH_MESSAGE: u32 = 65_535 + 64;
@@ -32,87 +35,105 @@ pub async fn authenticate(
     user: &str,
 ) -> Result<(), AuthFailure> {
     let access = proxy.access.get();
-    if access.auth == AuthMode::Trust {
-        return Ok(());
-    }
-    let Some(secrets) = access.users.get(user) else {
-        return Err(AuthFailure::Fatal(ProxyError::fatal(
-            "28000",
-            format!("role \"{user}\" does not exist"),
-        )));
-    };
-    let failed = || {
-        AuthFailure::Fatal(ProxyError::fatal(
-            "28P01",
-            format!("password authentication failed for user \"{user}\""),
-        ))
-    };
-    match access.auth {
-        AuthMode::Trust => Ok(()),
-        AuthMode::Md5 => {
-            let password = secrets.password.as_deref().ok_or_else(failed)?;
-            let salt: [u8; 4] = rand::random();
-            let mut out = BytesMut::new();
-            reply::auth_md5(&mut out, salt);
-            send(client, &out).await?;
-            let mut body = read_password_message(client).await?;
-            let given = get_cstr(&mut body).ok_or_else(failed)?;
-            if given == md5_hash(user.as_bytes(), password.as_bytes(), salt) {
-                Ok(())
-            } else {
-                Err(failed())
-            }
-        }
+    let secrets = access.users.get(user);
+    let result = match access.auth {
+        AuthMode::Trust => return Ok(()),
+        AuthMode::Md5 => md5(client, user, secrets.and_then(|s| s.password.as_deref())).await,
         AuthMode::Scram => {
-            let secret = secrets.scram_secret().ok_or_else(failed)?;
-            let tls = client.is_tls() && proxy.scram_tls.supports_channel_binding();
-            let scram = if tls {
-                &proxy.scram_tls
-            } else {
-                &proxy.scram_plain
-            };
-            let mechanisms: &[&str] = if tls {
-                &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
-            } else {
-                &["SCRAM-SHA-256"]
-            };
-            let mut out = BytesMut::new();
-            reply::auth_sasl(&mut out, mechanisms);
-            send(client, &out).await?;
-
-            // SASLInitialResponse: mechanism, then length-prefixed client-first-message.
-            let mut body = read_password_message(client).await?;
-            let mechanism = get_cstr(&mut body).unwrap_or_default();
-            if !mechanisms.contains(&mechanism.as_str()) {
-                return Err(AuthFailure::Fatal(ProxyError::fatal(
-                    "08P01",
-                    "client selected an invalid SASL authentication mechanism",
-                )));
-            }
-            let len = get_i32(&mut body).unwrap_or(-1);
-            if len < 0 || len as usize != body.len() {
-                return Err(AuthFailure::Fatal(ProxyError::fatal(
-                    "08P01",
-                    "malformed SASL message",
-                )));
-            }
-            let (server_first, waiting) = scram
-                .on_client_first_message_with_secret(&body, secret)
-                .map_err(|_| failed())?;
-            out.clear();
-            reply::auth_sasl_continue(&mut out, server_first.as_bytes());
-            send(client, &out).await?;
-
-            let body = read_password_message(client).await?;
-            let server_final = waiting
-                .on_client_final_message(&body)
-                .map_err(|_| failed())?;
-            out.clear();
-            reply::auth_sasl_final(&mut out, server_final.as_bytes());
-            send(client, &out).await?;
-            Ok(())
+            let known = secrets.and_then(UserSecrets::scram_secret);
+            scram(proxy, client, user, known).await
         }
+    };
+    if secrets.is_none() && matches!(result, Err(AuthFailure::Fatal(_))) {
+        // The client was told only what a wrong password gets; the log may say more.
+        info!(%user, "client authentication: no such user in pglater's configuration");
     }
+    result
+}
+
+/// PostgreSQL's answer to a wrong password, and (its mock authentication) to an unknown
+/// user: the two must not be told apart.
+fn failed(user: &str) -> AuthFailure {
+    AuthFailure::Fatal(ProxyError::fatal(
+        "28P01",
+        format!("password authentication failed for user \"{user}\""),
+    ))
+}
+
+/// md5: a user pglater has no password for still gets the challenge, then the refusal.
+async fn md5(client: &mut Stream, user: &str, password: Option<&str>) -> Result<(), AuthFailure> {
+    let salt: [u8; 4] = rand::random();
+    let mut out = BytesMut::new();
+    reply::auth_md5(&mut out, salt);
+    send(client, &out).await?;
+    let mut body = read_password_message(client).await?;
+    let given = get_cstr(&mut body).ok_or_else(|| failed(user))?;
+    match password {
+        Some(pw) if given == md5_hash(user.as_bytes(), pw.as_bytes(), salt) => Ok(()),
+        _ => Err(failed(user)),
+    }
+}
+
+/// SCRAM-SHA-256 (and -PLUS over TLS). A user without a verifier (`secret` None) goes
+/// through the same exchange with a mock one, and is refused at the end.
+async fn scram(
+    proxy: &Proxy,
+    client: &mut Stream,
+    user: &str,
+    secret: Option<ScramSecret>,
+) -> Result<(), AuthFailure> {
+    let known = secret.is_some();
+    let secret = secret.unwrap_or_else(|| mock_scram_secret(user));
+    let tls = client.is_tls() && proxy.scram_tls.supports_channel_binding();
+    let scram = if tls {
+        &proxy.scram_tls
+    } else {
+        &proxy.scram_plain
+    };
+    let mechanisms: &[&str] = if tls {
+        &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+    } else {
+        &["SCRAM-SHA-256"]
+    };
+    let mut out = BytesMut::new();
+    reply::auth_sasl(&mut out, mechanisms);
+    send(client, &out).await?;
+
+    // SASLInitialResponse: mechanism, then length-prefixed client-first-message.
+    let mut body = read_password_message(client).await?;
+    let mechanism = get_cstr(&mut body).unwrap_or_default();
+    if !mechanisms.contains(&mechanism.as_str()) {
+        return Err(AuthFailure::Fatal(ProxyError::fatal(
+            "08P01",
+            "client selected an invalid SASL authentication mechanism",
+        )));
+    }
+    let len = get_i32(&mut body).unwrap_or(-1);
+    if len < 0 || len as usize != body.len() {
+        return Err(AuthFailure::Fatal(ProxyError::fatal(
+            "08P01",
+            "malformed SASL message",
+        )));
+    }
+    let (server_first, waiting) = scram
+        .on_client_first_message_with_secret(&body, secret)
+        .map_err(|_| failed(user))?;
+    out.clear();
+    reply::auth_sasl_continue(&mut out, server_first.as_bytes());
+    send(client, &out).await?;
+
+    let body = read_password_message(client).await?;
+    let server_final = waiting
+        .on_client_final_message(&body)
+        .map_err(|_| failed(user))?;
+    // No proof matches a mock verifier; this only makes sure of it.
+    if !known {
+        return Err(failed(user));
+    }
+    out.clear();
+    reply::auth_sasl_final(&mut out, server_final.as_bytes());
+    send(client, &out).await?;
+    Ok(())
 }
 
 async fn send(client: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {

@@ -6,9 +6,13 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
+use ring::hmac;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 const ITERATIONS: usize = 4096;
+/// Salt length of the verifiers pglater derives (PostgreSQL's default too).
+const SALT_LEN: usize = 16;
 
 /// Who may log in, and how: replaced as a whole on SIGHUP.
 pub struct Access {
@@ -58,7 +62,7 @@ impl UserSecrets {
                 format!("users.{}: scram_verifier is not SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", u.name)
             })?),
             (None, Some(pw)) => {
-                let salt: [u8; 16] = rand::random();
+                let salt: [u8; SALT_LEN] = rand::random();
                 let salted = gen_salted_password(pw, &salt, ITERATIONS);
                 let ScramSecret::Verifier { salt, iterations, stored_key, server_key } =
                     ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, ITERATIONS)
@@ -83,6 +87,24 @@ impl UserSecrets {
             stored_key: v.stored_key,
             server_key: v.server_key,
         })
+    }
+}
+
+/// The verifier a user pglater cannot check gets, as PostgreSQL's mock authentication does
+/// for a role that does not exist: the exchange runs as for a real user, and no proof can
+/// match (the keys are random). The salt comes from the name and a per-process secret, so
+/// one name always gets the same salt, as a configured user does, and salts say nothing.
+pub fn mock_scram_secret(user: &str) -> ScramSecret {
+    static MOCK_NONCE: OnceLock<hmac::Key> = OnceLock::new();
+    let key =
+        MOCK_NONCE.get_or_init(|| hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()));
+    let tag = hmac::sign(key, user.as_bytes());
+    let salt: Vec<u8> = tag.as_ref().iter().take(SALT_LEN).copied().collect();
+    ScramSecret::Verifier {
+        salt,
+        iterations: ITERATIONS,
+        stored_key: rand::random::<[u8; 32]>().to_vec(),
+        server_key: rand::random::<[u8; 32]>().to_vec(),
     }
 }
 
@@ -116,5 +138,27 @@ mod tests {
         assert_eq!(p.iterations, 4096);
         assert_eq!(p.salt, b"saltsaltsaltsalt");
         assert!(parse_verifier("md5abc").is_err());
+    }
+
+    fn salt_of(secret: &ScramSecret) -> Vec<u8> {
+        match secret {
+            ScramSecret::Verifier {
+                salt, iterations, ..
+            } => {
+                assert_eq!(*iterations, ITERATIONS);
+                salt.clone()
+            }
+            other => panic!("not a verifier: {other:?}"),
+        }
+    }
+
+    /// Finding 8 of the security issue: an unknown user gets a verifier like a real one's,
+    /// with the same salt every time (a fresh salt per attempt would give it away).
+    #[test]
+    fn mock_verifiers_are_stable_per_name() {
+        let a = salt_of(&mock_scram_secret("mallory"));
+        assert_eq!(a.len(), SALT_LEN);
+        assert_eq!(a, salt_of(&mock_scram_secret("mallory")));
+        assert_ne!(a, salt_of(&mock_scram_secret("mallory2")));
     }
 }

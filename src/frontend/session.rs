@@ -12,11 +12,11 @@ use crate::upstream::login::frame;
 use crate::upstream::{LoginError, login};
 use crate::wire::io::read_message;
 use crate::wire::reply::{self, ProxyError};
-use crate::wire::startup::{StartupError, StartupMessage, StartupPacket, read_startup_packet};
+use crate::wire::startup::{PROTOCOL_3_0, StartupError, StartupPacket, read_startup_packet};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 /// Start-up replies are small; this only guards against garbage.
@@ -98,8 +98,12 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
                 forward_cancel(proxy, BackendPid(pid), &secret).await;
                 return None;
             }
-            Ok(StartupPacket::OtherVersion(raw)) => {
-                pass_to_upstream(proxy, &mut client, &raw).await;
+            Ok(StartupPacket::OtherVersion(v)) => {
+                // Answered here: nothing reaches the server before authentication.
+                let _ = client
+                    .write_all(&reply::unsupported_protocol(v.major(), v.minor()))
+                    .await;
+                let _ = client.flush().await;
                 return None;
             }
             Ok(StartupPacket::Startup(m)) => break m,
@@ -117,6 +121,14 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
             }
         }
     };
+    // PostgreSQL 15 speaks 3.0 and knows no protocol option: it says so before anything
+    // else, and so does pglater, in its own name (the server is not reached before the
+    // client has authenticated). No flush: the next message follows.
+    if startup.needs_negotiation() {
+        let mut v = BytesMut::new();
+        reply::negotiate_protocol_version(&mut v, PROTOCOL_3_0, &startup.protocol_options());
+        client.write_all(&v).await.ok()?;
+    }
     let Some(user) = startup.user().map(str::to_owned) else {
         fatal(
             &mut client,
@@ -131,12 +143,6 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
     let database = startup.database().to_owned();
     let startup_settings = startup.settings();
 
-    // Protocol options only the server can answer come back before authentication.
-    let mut early = None;
-    if startup.needs_negotiation() {
-        early = Some(negotiate_early(proxy, &mut client, &startup).await?);
-    }
-
     match authenticate(proxy, &mut client, &user).await {
         Ok(()) => {}
         Err(AuthFailure::Fatal(e)) => {
@@ -149,24 +155,15 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
 
     let password = proxy.access.get().password_of(&user);
     let password = password.as_deref();
-    let (mut upstream, result) = match early {
-        Some((mut up, first)) => {
-            let r = login::resume(&mut up, first, &user, password).await;
-            (up, r)
-        }
-        None => {
-            let mut up = match proxy.upstream.connect().await {
-                Ok(up) => up,
-                Err(e) => {
-                    warn!(upstream = %proxy.upstream.describe(), error = %e, "cannot reach the upstream");
-                    fatal(&mut client, upstream_unreachable(proxy, &e.to_string())).await;
-                    return None;
-                }
-            };
-            let r = login(&mut up, &startup.raw, &user, password).await;
-            (up, r)
+    let mut upstream = match proxy.upstream.connect().await {
+        Ok(up) => up,
+        Err(e) => {
+            warn!(upstream = %proxy.upstream.describe(), error = %e, "cannot reach the upstream");
+            fatal(&mut client, upstream_unreachable(proxy, &e.to_string())).await;
+            return None;
         }
     };
+    let result = login(&mut upstream, &startup.upstream_packet(), &user, password).await;
     let mut out = BytesMut::with_capacity(512);
     match result {
         Ok(pre_auth) => {
@@ -288,36 +285,6 @@ async fn negotiate_tls(proxy: &Proxy, mut client: Stream) -> Option<Stream> {
     }
 }
 
-/// Sends the startup packet now and relays the server's protocol negotiation; returns the
-/// upstream connection and the authentication request that followed.
-async fn negotiate_early(
-    proxy: &Proxy,
-    client: &mut Stream,
-    startup: &StartupMessage,
-) -> Option<(Stream, crate::wire::io::Message)> {
-    let mut up = match proxy.upstream.connect().await {
-        Ok(up) => up,
-        Err(e) => {
-            fatal(client, upstream_unreachable(proxy, &e.to_string())).await;
-            return None;
-        }
-    };
-    up.write_all(&startup.raw).await.ok()?;
-    loop {
-        let msg = read_message(&mut up, MAX_STARTUP_REPLY).await.ok()?;
-        match msg.tag {
-            b'R' => return Some((up, msg)),
-            _ => {
-                client.write_all(&frame(&msg)).await.ok()?;
-                client.flush().await.ok()?;
-                if msg.tag == b'E' {
-                    return None;
-                }
-            }
-        }
-    }
-}
-
 async fn forward_cancel(proxy: &Proxy, pid: BackendPid, secret: &[u8]) {
     match proxy.cancel_keys.cancel(pid, secret) {
         Some(CancelAction::Interrupted) => {}
@@ -329,23 +296,6 @@ async fn forward_cancel(proxy: &Proxy, pid: BackendPid, secret: &[u8]) {
         // PostgreSQL ignores a wrong key silently too.
         None => debug!(pid = pid.0, "cancel request with an unknown key ignored"),
     }
-}
-
-/// A startup packet of another protocol major version: the server words the refusal.
-async fn pass_to_upstream(proxy: &Proxy, client: &mut Stream, raw: &[u8]) {
-    let Ok(mut up) = proxy.upstream.connect().await else {
-        return;
-    };
-    if up.write_all(raw).await.is_err() {
-        return;
-    }
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = up.read(&mut buf).await {
-        if n == 0 || client.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = client.flush().await;
 }
 
 async fn report_login_failure(proxy: &Proxy, client: &mut Stream, e: LoginError, user: &str) {

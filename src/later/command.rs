@@ -101,8 +101,12 @@ pub fn listening_change(sql: &[u8]) -> Option<Listening> {
     discard_all.then_some(Listening::Stop)
 }
 
-/// Parses a whole Query body (the SQL text, without its terminating NUL).
+/// Parses a whole Query body (the SQL text, without its terminating NUL). A NUL inside makes
+/// it no string at all: the server refuses such a message (08P01), so it is no command.
 pub fn parse(sql: &[u8]) -> Option<Command<'_>> {
+    if sql.contains(&0) {
+        return None;
+    }
     parse_text(sql, false)
 }
 
@@ -357,6 +361,20 @@ mod tests {
             String::from_utf8(blanked).unwrap(),
             " /* c */                INSERT INTO t VALUES ($1)"
         );
+    }
+
+    /// Finding 12 of the security issue: a Query with a NUL inside is left to the server.
+    #[test]
+    fn a_nul_inside_is_no_command() {
+        for sql in [
+            &b"LATER SELECT 1\0junk"[..],
+            b"LATER SELECT 1\0",
+            b"FETCH LATER 1\0x",
+            b"SHOW LATER\0",
+            b"\0LATER SELECT 1",
+        ] {
+            assert_eq!(parse(sql), None, "{sql:?}");
+        }
     }
 
     fn id(n: i64) -> JobId {

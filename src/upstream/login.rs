@@ -29,9 +29,9 @@ impl From<io::Error> for LoginError {
     }
 }
 
-/// Sends the client's startup packet unchanged and authenticates. Returns the messages the
-/// server sent before AuthenticationOk that the client must see (NegotiateProtocolVersion,
-/// notices), already framed.
+/// Sends the client's startup packet (as `StartupMessage::upstream_packet` made it) and
+/// authenticates. Returns the messages the server sent before AuthenticationOk that the
+/// client must see (notices), already framed.
 pub async fn login(
     stream: &mut Stream,
     startup_packet: &[u8],
@@ -40,23 +40,11 @@ pub async fn login(
 ) -> Result<BytesMut, LoginError> {
     stream.write_all(startup_packet).await?;
     stream.flush().await?;
-    authenticate(stream, None, user, password).await
-}
-
-/// Continues a login whose startup packet was already sent and whose first authentication
-/// request was already read.
-pub async fn resume(
-    stream: &mut Stream,
-    first: Message,
-    user: &str,
-    password: Option<&str>,
-) -> Result<BytesMut, LoginError> {
-    authenticate(stream, Some(first), user, password).await
+    authenticate(stream, user, password).await
 }
 
 async fn authenticate(
     stream: &mut Stream,
-    mut pending: Option<Message>,
     user: &str,
     password: Option<&str>,
 ) -> Result<BytesMut, LoginError> {
@@ -69,10 +57,7 @@ async fn authenticate(
         ))
     };
     loop {
-        let msg = match pending.take() {
-            Some(m) => m,
-            None => read_message(stream, MAX_AUTH_MESSAGE).await?,
-        };
+        let msg = read_message(stream, MAX_AUTH_MESSAGE).await?;
         match msg.tag {
             b'R' => {
                 let mut body = msg.body;

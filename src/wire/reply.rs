@@ -101,6 +101,37 @@ pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     encode(&Authentication::MD5Password(salt.to_vec()), buf);
 }
 
+/// NegotiateProtocolVersion as PostgreSQL 15 sends it: the newest protocol it speaks (3.0)
+/// and the protocol options it did not recognise, in the client's order and bytes.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, newest: u32, unrecognised: &[&[u8]]) {
+    use bytes::BufMut;
+    let names: usize = unrecognised.iter().map(|n| n.len() + 1).sum();
+    buf.put_u8(b'v');
+    buf.put_u32((4 + 4 + 4 + names) as u32);
+    buf.put_u32(newest);
+    buf.put_u32(unrecognised.len() as u32);
+    for name in unrecognised {
+        buf.put_slice(name);
+        buf.put_u8(0);
+    }
+}
+
+/// PostgreSQL 15's refusal of a start-up packet of another protocol major version. A client
+/// of version 1 or 2 can only read that era's error format ('E', text, NUL), which
+/// PostgreSQL still uses for it; any other gets an ErrorResponse.
+pub fn unsupported_protocol(major: u32, minor: u32) -> Bytes {
+    let message =
+        format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0");
+    if major < 3 {
+        let mut b = BytesMut::with_capacity(message.len() + 11);
+        b.extend_from_slice(b"EFATAL:  ");
+        b.extend_from_slice(message.as_bytes());
+        b.extend_from_slice(b"\n\0");
+        return b.freeze();
+    }
+    ProxyError::fatal("0A000", message).to_bytes()
+}
+
 pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: &[u8]) {
     let key = if secret.len() == 4 {
         SecretKey::I32(i32::from_be_bytes([
@@ -191,4 +222,32 @@ pub fn data_row_bytes(buf: &mut BytesMut, values: &[Option<&[u8]>]) {
 pub fn command_complete(buf: &mut BytesMut, tag: &str) {
     use pgwire::messages::response::CommandComplete;
     encode(&CommandComplete::new(tag.to_owned()), buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiate_protocol_version_lists_the_options() {
+        let mut b = BytesMut::new();
+        negotiate_protocol_version(&mut b, 196_608, &[b"_pq_.a", b"_pq_.bc"]);
+        assert_eq!(&b[..], b"v\0\0\0\x1b\0\x03\0\0\0\0\0\x02_pq_.a\0_pq_.bc\0");
+        b.clear();
+        negotiate_protocol_version(&mut b, 196_608, &[]);
+        assert_eq!(&b[..], b"v\0\0\0\x0c\0\x03\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn unsupported_protocol_speaks_the_clients_format() {
+        assert_eq!(
+            &unsupported_protocol(2, 0)[..],
+            b"EFATAL:  unsupported frontend protocol 2.0: server supports 3.0 to 3.0\n\0"
+        );
+        let v4 = unsupported_protocol(4, 1);
+        assert_eq!(v4[0], b'E');
+        let text = String::from_utf8_lossy(&v4);
+        assert!(text.contains("0A000"), "{text}");
+        assert!(text.contains("unsupported frontend protocol 4.1: server supports 3.0 to 3.0"));
+    }
 }

@@ -52,7 +52,9 @@ impl<'a> Parse<'a> {
         let types = (0..n)
             .map(|_| r.i32().map(|t| t as u32))
             .collect::<Option<_>>()?;
-        Some(Parse { name, query, types })
+        // Bytes left over (a NUL inside the query text, for one) make the server refuse
+        // the message: it is not a Parse pglater may take for its own.
+        r.0.is_empty().then_some(Parse { name, query, types })
     }
 
     /// Where the query text starts, once the name is complete.
@@ -290,6 +292,17 @@ mod tests {
         assert_eq!(again.values, b.values);
         assert!(again.result_formats.is_empty());
         assert!(Bind::read(&body[..10]).is_none());
+    }
+
+    /// Finding 12 of the security issue: a query text with a NUL inside leaves bytes after
+    /// the parameter types, which PostgreSQL refuses (08P01): so does `Parse::read`.
+    #[test]
+    fn parse_with_bytes_left_over_is_not_read() {
+        let m = parse_message(b"", b"LATER SELECT 1\0junk", &[]);
+        assert!(Parse::read(&m[5..]).is_none());
+        let mut trailing = parse_message(b"s", b"LATER SELECT $1", &[23]).to_vec();
+        trailing.push(0);
+        assert!(Parse::read(&trailing[5..]).is_none());
     }
 
     #[test]

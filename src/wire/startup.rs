@@ -12,6 +12,11 @@ pub const MAX_STARTUP_PACKET_LEN: u32 = 10_000;
 const SSL_REQUEST_CODE: u32 = 80_877_103;
 const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 const CANCEL_REQUEST_CODE: u32 = 80_877_102;
+/// The only protocol version pglater (like PostgreSQL 15) speaks.
+pub const PROTOCOL_3_0: u32 = 196_608;
+const PROTOCOL_OPTION_PREFIX: &[u8] = b"_pq_.";
+/// Parameters that pick who the session is: each may appear once (see `parse_startup_packet`).
+const IDENTITY_PARAMS: [&str; 2] = ["user", "database"];
 
 /// Protocol version as `major << 16 | minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +67,50 @@ impl StartupMessage {
             .collect()
     }
 
-    /// True when the client asks for anything beyond plain protocol 3.0, which only the
-    /// upstream server can answer (with NegotiateProtocolVersion or by accepting it).
+    /// The parameters as the client sent them (names and values in their own bytes). The
+    /// layout was checked when the packet was parsed.
+    fn raw_params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let end = self.raw.len().saturating_sub(1);
+        let mut parts = self.raw.get(8..end).unwrap_or_default().split(|&c| c == 0);
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
+    /// The `_pq_.` protocol options the client asked for: pglater knows none of them, and
+    /// neither does PostgreSQL 15.
+    pub fn protocol_options(&self) -> Vec<&[u8]> {
+        self.raw_params()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(PROTOCOL_OPTION_PREFIX))
+            .collect()
+    }
+
+    /// True when the client asks for more than plain protocol 3.0: pglater then answers
+    /// NegotiateProtocolVersion itself, as PostgreSQL 15 does (3.0, the options it did not
+    /// recognise), before any authentication and without the server.
     pub fn needs_negotiation(&self) -> bool {
-        self.version.minor() > 0 || self.params.iter().any(|(k, _)| k.starts_with("_pq_."))
+        self.version.minor() > 0 || !self.protocol_options().is_empty()
+    }
+
+    /// The packet pglater logs in upstream with, once the client has authenticated: the
+    /// client's own packet, or, when it asked for more than 3.0 (already negotiated down
+    /// with the client), a 3.0 packet with every parameter but the `_pq_.` ones, in order.
+    pub fn upstream_packet(&self) -> Bytes {
+        if !self.needs_negotiation() {
+            return self.raw.clone();
+        }
+        let mut body = Vec::with_capacity(self.raw.len());
+        body.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
+        for (k, v) in self
+            .raw_params()
+            .filter(|(k, _)| !k.starts_with(PROTOCOL_OPTION_PREFIX))
+        {
+            body.extend_from_slice(k);
+            body.push(0);
+            body.extend_from_slice(v);
+            body.push(0);
+        }
+        body.push(0);
+        with_length(body)
     }
 }
 
@@ -78,8 +123,8 @@ pub enum StartupPacket {
         secret: Bytes,
     },
     Startup(StartupMessage),
-    /// A protocol major version other than 3: only the upstream can word the refusal.
-    OtherVersion(Bytes),
+    /// A protocol major version other than 3: refused (`reply::unsupported_protocol`).
+    OtherVersion(ProtocolVersion),
 }
 
 /// Why a start-up packet was refused. `Silent` ones are logged and the socket closed,
@@ -136,9 +181,19 @@ fn parse_startup_packet(raw: Bytes) -> Result<StartupPacket, StartupError> {
     }
     let version = ProtocolVersion(code);
     if version.major() != 3 {
-        return Ok(StartupPacket::OtherVersion(raw));
+        return Ok(StartupPacket::OtherVersion(version));
     }
     let params = parse_params(&raw[8..])?;
+    // PostgreSQL takes the last `user` and `database`; a proxy that authenticated the first
+    // would let a client in as someone else. Refused, so both sides can only see one.
+    for name in IDENTITY_PARAMS {
+        if params.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(StartupError::Fatal(
+                "08P01",
+                format!("invalid startup packet: parameter \"{name}\" appears more than once"),
+            ));
+        }
+    }
     Ok(StartupPacket::Startup(StartupMessage {
         raw,
         version,
@@ -176,7 +231,7 @@ fn parse_params(mut b: &[u8]) -> Result<Vec<(String, String)>, StartupError> {
 /// A protocol 3.0 StartupMessage with the given parameters (for the proxy's own sessions).
 pub fn build_startup(params: &[(&str, &str)]) -> Bytes {
     let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(&196_608u32.to_be_bytes());
+    body.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
@@ -184,6 +239,11 @@ pub fn build_startup(params: &[(&str, &str)]) -> Bytes {
         body.push(0);
     }
     body.push(0);
+    with_length(body)
+}
+
+/// A start-up packet: its length word, then `body`.
+fn with_length(body: Vec<u8>) -> Bytes {
     let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     packet.extend_from_slice(&body);
     Bytes::from(packet)
@@ -231,5 +291,76 @@ mod tests {
             parse_startup_packet(packet(2 << 16, b"")).unwrap(),
             StartupPacket::OtherVersion(_)
         ));
+    }
+
+    fn startup(code: u32, body: &[u8]) -> StartupMessage {
+        match parse_startup_packet(packet(code, body)) {
+            Ok(StartupPacket::Startup(m)) => m,
+            other => panic!("not a startup message: {other:?}"),
+        }
+    }
+
+    /// Finding 2 of the security issue: PostgreSQL uses the last `user` / `database`, so a
+    /// packet naming one twice is refused rather than authenticated on the first.
+    #[test]
+    fn refuses_a_duplicated_user_or_database() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"user\0alice\0user\0bob\0\0", "user"),
+            (b"user\0alice\0database\0a\0database\0b\0\0", "database"),
+            (b"user\0alice\0options\0x\0user\0alice\0\0", "user"),
+            (b"user\0\0user\0bob\0\0", "user"),
+        ];
+        for (body, name) in cases {
+            match parse_startup_packet(packet(196608, body)) {
+                Err(StartupError::Fatal("08P01", m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+        // Other parameters may repeat (PostgreSQL applies them in order), and a name that
+        // only looks like one is a setting.
+        let m = startup(
+            196608,
+            b"user\0alice\0options\0-c a=1\0options\0-c b=2\0User\0bob\0\0",
+        );
+        assert_eq!(m.user(), Some("alice"));
+    }
+
+    #[test]
+    fn negotiation_is_needed_for_a_newer_minor_or_protocol_options() {
+        assert!(!startup(196608, b"user\0a\0\0").needs_negotiation());
+        assert!(startup(196609, b"user\0a\0\0").needs_negotiation());
+        let m = startup(196608, b"user\0a\0_pq_.x\0\x01\0_pq_.y\0\0\0");
+        assert!(m.needs_negotiation());
+        assert_eq!(m.protocol_options(), vec![&b"_pq_.x"[..], &b"_pq_.y"[..]]);
+    }
+
+    /// Finding 3 of the security issue: the server gets a plain 3.0 packet (the client was
+    /// negotiated down by pglater itself), with every other parameter unchanged, in order.
+    #[test]
+    fn the_upstream_packet_is_3_0_without_protocol_options() {
+        let plain = startup(196608, b"user\0a\0options\0-c x=1\0\0");
+        assert_eq!(plain.upstream_packet(), plain.raw);
+
+        let m = startup(
+            196610,
+            b"_pq_.first\0v\0user\0a\0options\0-c x=\xff\0_pq_.x\0\0database\0d\0\0",
+        );
+        let up = m.upstream_packet();
+        assert_eq!(
+            up,
+            packet(196608, b"user\0a\0options\0-c x=\xff\0database\0d\0\0")
+        );
+        let again = startup(196608, &up[8..]);
+        assert!(!again.needs_negotiation());
+        let without_options: Vec<_> = m
+            .params
+            .iter()
+            .filter(|(k, _)| !k.starts_with("_pq_."))
+            .cloned()
+            .collect();
+        assert_eq!(again.params, without_options);
+
+        let bare = startup(196609, b"\0");
+        assert_eq!(bare.upstream_packet(), packet(196608, b"\0"));
     }
 }

@@ -327,7 +327,18 @@ impl Store {
                 &[literal],
             )
             .await?;
-        Ok(row.get(0))
+        // to_char gives NULL for 'infinity' and '-infinity' (and an infinite interval, from
+        // PostgreSQL 17): no time a job can start at.
+        let infinite = || ResolveError::Invalid {
+            code: "22008".into(),
+            message: match when {
+                When::At(_) => "LATER AT needs a finite time".into(),
+                When::In(_) => "LATER IN needs a finite interval".into(),
+            },
+        };
+        row.try_get::<_, Option<String>>(0)
+            .map_err(|e| ResolveError::Store(e.into()))?
+            .ok_or_else(infinite)
     }
 
     /// Removes jobs that ended more than `retention_secs` ago, with their results, a batch
