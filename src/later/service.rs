@@ -54,7 +54,7 @@ impl Later {
         let pg_config = store_config(config)?;
         // The default store is the upstream itself (see Store::open on what that allows).
         let same_server = config.later.store_url.is_none();
-        let store = Store::open(pg_config.clone(), config.later.workers + 4, same_server)
+        let store = Store::open(pg_config, config.later.workers + 4, same_server)
             .await
             .context("job store (set later.store_url / --store-url, or run with --no-later)")?;
         let wake = Arc::new(Notify::new());
@@ -63,6 +63,11 @@ impl Later {
             .heartbeat(&config.later.instance_name, &incarnation)
             .await
             .context("job store: cannot register this instance")?;
+        // Ends are read from here on (see `listen`): taken before any session can wait.
+        let end_cursor = store
+            .end_cursor()
+            .await
+            .context("job store: cannot read its snapshot")?;
         let live_config = Arc::new(Live::new(config.later.clone()));
         let later = Arc::new(Later {
             enqueuer: enqueuer(&store, &wake, &live_config),
@@ -105,7 +110,7 @@ impl Later {
             .tasks
             .spawn(async move { super::rescue::run(&l).await });
         let l = later.clone();
-        tokio::spawn(async move { super::listen::run(&l, pg_config).await });
+        tokio::spawn(async move { super::listen::run(&l, end_cursor).await });
         info!(
             instance = %later.instance,
             workers = config.later.workers,
@@ -156,6 +161,11 @@ impl Later {
         drop(watch);
         self.watchers
             .remove_if(&id, |_, n| Arc::strong_count(n) == 1);
+    }
+
+    /// The jobs sessions here wait for: whose ends are worth reading.
+    pub fn watched(&self) -> Vec<i64> {
+        self.watchers.iter().map(|e| e.key().get()).collect()
     }
 
     /// Job `id` reached a terminal state (here, or on another instance: see `listen`).
