@@ -1,8 +1,10 @@
 //! Finding 4 of the security issue: pglater's internal notification channels were trusted.
 //! Any role that can connect to the store database can LISTEN and NOTIFY on `pglater_done`,
-//! `pglater_cancel` and `pglater_queue`. Now the channels carry nothing and what they hint at
-//! is read from the store (each end exactly once, by the `end_xid` cursor).
-//! tests/later_notify.rs covers the real ends (also from another instance).
+//! `pglater_cancel` and `pglater_queue`, and anyone can `NOTIFY later` in a database where a
+//! session listens. Now the channels carry nothing, what they hint at is read from the store
+//! (each end exactly once, by the `end_xid` cursor), and the relay drops the server's own
+//! notifications on `later`: a session's `later` notifications are only ever real ends of its
+//! own user's jobs. tests/later_notify.rs covers the real ends (also from another instance).
 
 mod common;
 use common::*;
@@ -187,6 +189,70 @@ async fn a_forged_cancel_does_not_cancel_a_running_job() {
             .unwrap();
     }
     assert_eq!(later_wait(&bob, id).await, "succeeded");
+}
+
+/// (d) A plain `NOTIFY later` in the database of a session that ran `LISTEN later`, by
+/// another role or by the session itself, does not reach that session; a real end of its
+/// user's job still does. Before the fix the server's notification went through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_notify_later_does_not_reach_a_listening_session() {
+    let p = ProxyBuilder::scram_own_store("chan_plain").start();
+    let (alice, mut alice_notes) = later_listener(&p, "alice", ALICE_PASSWORD).await;
+    let (other, _) = direct("bob", BOB_PASSWORD, "app").await;
+    other
+        .batch_execute("NOTIFY later, 'x'; NOTIFY later, '12345 succeeded'")
+        .await
+        .unwrap();
+    alice.batch_execute("NOTIFY later, 'mine'").await.unwrap();
+    assert_nothing(&mut alice_notes, "alice, of plain NOTIFY later").await;
+
+    let id = later_submit(&alice, "SELECT 1").await;
+    assert_eq!(
+        next_note(&mut alice_notes, ARRIVAL).await,
+        Some(("later".into(), format!("{id} succeeded")))
+    );
+}
+
+/// The relay's filter drops only notifications on `later`, also when a read cuts one before
+/// its channel name ends: a burst of 7 KB notifications on `later` and on channels that look
+/// like it reaches the client as exactly the others, whole and in order, and the session goes
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_channels_pass_whole_around_dropped_notifications() {
+    let p = ProxyBuilder::scram_own_store("chan_burst").start();
+    let (c, mut notes) = connect_with_messages(p.port, "alice", Some(ALICE_PASSWORD), "app").await;
+    c.batch_execute("LISTEN later; LISTEN late; LISTEN later2; LISTEN other")
+        .await
+        .unwrap();
+    let channel = |g: u32| ["late", "other", "later", "later2"][(g % 4) as usize];
+    sq(
+        &c,
+        "SELECT pg_notify((ARRAY['late', 'other', 'later', 'later2'])[g % 4 + 1],
+                          g || ':' || repeat('x', 7000))
+           FROM generate_series(1, 80) g",
+    )
+    .await
+    .unwrap();
+    let want: Vec<(String, String)> = (1..=80)
+        .filter(|g| channel(*g) != "later")
+        .map(|g| (channel(g).to_owned(), format!("{g}:{}", "x".repeat(7000))))
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        match next_note(&mut notes, ARRIVAL).await {
+            Some(n) => got.push(n),
+            None => panic!("{} of {} notifications arrived", got.len(), want.len()),
+        }
+    }
+    assert!(
+        got == want,
+        "other notifications differ or are out of order"
+    );
+    assert_eq!(
+        simple_rows(&sq(&c, "SELECT 42").await.unwrap()),
+        vec![vec![Some("42".to_owned())]]
+    );
+    assert_nothing(&mut notes, "the session, of channel later").await;
 }
 
 /// The hints still carry ends promptly: a job run by another instance reaches a `LISTEN
