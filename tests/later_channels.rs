@@ -213,10 +213,11 @@ async fn a_plain_notify_later_does_not_reach_a_listening_session() {
     );
 }
 
-/// The relay's filter drops only notifications on `later`, also when a read cuts one before
-/// its channel name ends: a burst of 7 KB notifications on `later` and on channels that look
-/// like it reaches the client as exactly the others, whole and in order, and the session goes
-/// on.
+/// The relay's filter drops only notifications on `later`, also where a socket read cuts
+/// one: bursts of notifications on `later` and on channels that look like it (7 KB ones, cut
+/// inside their payloads; thousands of small ones, so that reads also end inside headers and
+/// channel names) reach the client as exactly the others, whole and in order, and the session
+/// goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_channels_pass_whole_around_dropped_notifications() {
     let p = ProxyBuilder::scram_own_store("chan_burst").start();
@@ -224,30 +225,34 @@ async fn other_channels_pass_whole_around_dropped_notifications() {
     c.batch_execute("LISTEN later; LISTEN late; LISTEN later2; LISTEN other")
         .await
         .unwrap();
-    let channel = |g: u32| ["late", "other", "later", "later2"][(g % 4) as usize];
-    sq(
-        &c,
-        "SELECT pg_notify((ARRAY['late', 'other', 'later', 'later2'])[g % 4 + 1],
-                          g || ':' || repeat('x', 7000))
-           FROM generate_series(1, 80) g",
-    )
-    .await
-    .unwrap();
-    let want: Vec<(String, String)> = (1..=80)
-        .filter(|g| channel(*g) != "later")
-        .map(|g| (channel(g).to_owned(), format!("{g}:{}", "x".repeat(7000))))
-        .collect();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        match next_note(&mut notes, ARRIVAL).await {
-            Some(n) => got.push(n),
-            None => panic!("{} of {} notifications arrived", got.len(), want.len()),
+    let channel = |g: usize| ["late", "other", "later", "later2"][g % 4];
+    for (count, pad) in [(80, 7000), (20000, 0)] {
+        sq(
+            &c,
+            &format!(
+                "SELECT pg_notify((ARRAY['late', 'other', 'later', 'later2'])[g % 4 + 1],
+                                  g || ':' || repeat('x', {pad}))
+                   FROM generate_series(1, {count}) g"
+            ),
+        )
+        .await
+        .unwrap();
+        let want: Vec<(String, String)> = (1..=count)
+            .filter(|g| channel(*g) != "later")
+            .map(|g| (channel(g).to_owned(), format!("{g}:{}", "x".repeat(pad))))
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            match next_note(&mut notes, ARRIVAL).await {
+                Some(n) => got.push(n),
+                None => panic!("{} of {} notifications arrived", got.len(), want.len()),
+            }
         }
+        assert!(
+            got == want,
+            "other notifications differ or are out of order ({count} sent)"
+        );
     }
-    assert!(
-        got == want,
-        "other notifications differ or are out of order"
-    );
     assert_eq!(
         simple_rows(&sq(&c, "SELECT 42").await.unwrap()),
         vec![vec![Some("42".to_owned())]]
