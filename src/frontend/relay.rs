@@ -20,6 +20,7 @@ use crate::later::notify::{self, Note, Subscription};
 use crate::later::session::SessionState;
 use crate::stream::Stream;
 use crate::wire::frame::MAX_MESSAGE_LEN;
+use crate::wire::notification::{self, OnChannel};
 use crate::wire::reply::ProxyError;
 use crate::wire::request::Parse;
 use bytes::{Buf, BytesMut};
@@ -708,8 +709,9 @@ async fn send_notes<W: AsyncWrite + Unpin>(
 
 /// Follows the server's messages in `buf`, matching them against the requests they answer.
 /// Messages to hide are cut out in place. Returns how many bytes at the front are to go to
-/// the client, how many were consumed (the rest is a header cut by the read, or a
-/// ReadyForQuery to send held notifications before), and whether notifications are due.
+/// the client, how many were consumed (the rest is a header cut by the read, the start of a
+/// notification whose channel is not known yet, or a ReadyForQuery to send held
+/// notifications before), and whether notifications are due.
 fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usize, usize, bool) {
     if down.lost {
         return (buf.len(), buf.len(), false);
@@ -781,6 +783,23 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
             {
                 notes_due = true;
                 break;
+            }
+            // The server's notifications on `later` (anyone's `NOTIFY later`) are dropped: the
+            // only ones a client sees there are pglater's, of its own user's jobs. Any other
+            // message costs this one comparison.
+            if tag == notification::TAG && shared.later.is_some() {
+                let start = buf.get(at..len.min(at + body)).unwrap_or_default();
+                match notification::on_channel(notify::CHANNEL.as_bytes(), start, body) {
+                    // Cut by the read before its channel name ends: kept until it is whole.
+                    OnChannel::NeedMore => break,
+                    OnChannel::Yes => {
+                        down.swallowing = true;
+                        pos = at;
+                        down.remaining = body;
+                        continue;
+                    }
+                    OnChannel::No => {}
+                }
             }
             let disposition = pending.reply(tag);
             down.swallowing = disposition != Disposition::Pass;

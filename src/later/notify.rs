@@ -1,8 +1,9 @@
 //! Completion notifications. A session that ran `LISTEN later` is sent a NotificationResponse
 //! on channel `later`, payload `<job_id> <state>`, when one of its user's jobs ends, whichever
-//! instance ran it. Ends reach every instance through the store's `pglater_done` channel (see
-//! `listen`); each instance hands them to its own listening sessions of the job's owner, and
-//! to nobody else: a plain `NOTIFY later` on the server would reach every user's listeners.
+//! instance ran it. Each instance reads the ends from the store when `pglater_done` hints at
+//! them (see `listen` and `store::ends`) and hands them to its own listening sessions of the
+//! job's owner, and to nobody else. The server's own notifications on `later` (anyone's
+//! `NOTIFY later`) never reach the client: the relay drops them.
 
 use super::id::JobId;
 use super::job::JobState;
@@ -15,10 +16,10 @@ use tracing::warn;
 /// PostgreSQL's do); past this, further ones are dropped with a warning.
 pub const SESSION_QUEUE: usize = 10_000;
 
-/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
-const PAYLOAD_LIMIT: usize = 7_000;
+/// The channel of job notifications: the only notifications on it a client sees are these.
+pub const CHANNEL: &str = "later";
 
-/// A job that reached a state, as announced on `pglater_done`.
+/// A job that reached a terminal state, as the store has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
     pub id: JobId,
@@ -41,53 +42,15 @@ impl Note {
     /// pid is the backend that ran the job, else `own_pid` (the session's own backend).
     pub fn append_to(&self, m: &mut Vec<u8>, own_pid: i32) {
         let payload = format!("{} {}", self.id, self.state);
-        let len = 4 + 4 + b"later\0".len() + payload.len() + 1;
+        let len = 4 + 4 + CHANNEL.len() + 1 + payload.len() + 1;
         m.push(b'A');
         m.extend_from_slice(&(len as u32).to_be_bytes());
         m.extend_from_slice(&self.pid.unwrap_or(own_pid).to_be_bytes());
-        m.extend_from_slice(b"later\0");
+        m.extend_from_slice(CHANNEL.as_bytes());
+        m.push(0);
         m.extend_from_slice(payload.as_bytes());
         m.push(0);
     }
-}
-
-/// `pglater_done` payloads for `ended`: JSON arrays of `[id, state, owner, pid]` (owner
-/// names may hold any character), each under PostgreSQL's payload limit.
-pub fn payloads(ended: &[Ended]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut items: Vec<String> = Vec::new();
-    let mut size = 0;
-    for e in ended {
-        let item = serde_json::json!([e.id.get(), e.state.as_str(), e.owner, e.pid]).to_string();
-        if size + item.len() > PAYLOAD_LIMIT && !items.is_empty() {
-            out.push(format!("[{}]", items.join(",")));
-            items.clear();
-            size = 0;
-        }
-        size += item.len() + 1;
-        items.push(item);
-    }
-    if !items.is_empty() {
-        out.push(format!("[{}]", items.join(",")));
-    }
-    out
-}
-
-/// Reads a `pglater_done` payload; malformed items are skipped.
-pub fn parse_payload(payload: &str) -> Vec<Ended> {
-    let items: Vec<serde_json::Value> = serde_json::from_str(payload).unwrap_or_default();
-    items
-        .iter()
-        .filter_map(|v| {
-            let a = v.as_array()?;
-            Some(Ended {
-                id: a.first()?.as_i64().filter(|v| *v > 0).map(JobId::from_db)?,
-                state: JobState::parse(a.get(1)?.as_str()?)?,
-                owner: a.get(2)?.as_str()?.to_owned(),
-                pid: a.get(3).and_then(|p| p.as_i64()).map(|p| p as i32),
-            })
-        })
-        .collect()
 }
 
 /// This instance's sessions listening on `later`, by user.
@@ -110,6 +73,11 @@ impl Listeners {
             owner,
             key,
         }
+    }
+
+    /// The users with sessions listening here: whose ends are worth reading.
+    pub fn owners(&self) -> Vec<String> {
+        self.by_owner.iter().map(|e| e.key().clone()).collect()
     }
 
     /// Hands a terminal end to the owner's listening sessions here.
@@ -167,24 +135,15 @@ mod tests {
     }
 
     #[test]
-    fn payloads_round_trip_and_stay_under_the_limit() {
-        let all: Vec<Ended> = (1..2000).map(|i| ended(i, "o,w \"n\" er\n")).collect();
-        let payloads = payloads(&all);
-        assert!(payloads.len() > 1);
-        assert!(payloads.iter().all(|p| p.len() < 8000));
-        let back: Vec<Ended> = payloads.iter().flat_map(|p| parse_payload(p)).collect();
-        assert_eq!(back, all);
-        assert!(parse_payload("12 succeeded").is_empty());
-        assert!(parse_payload("[[1, \"bogus\", \"a\", null]]").is_empty());
-    }
-
-    #[test]
     fn only_the_owners_sessions_get_terminal_ends() {
         let listeners = Listeners::default();
         let (a_tx, mut a_rx) = mpsc::channel(4);
         let (b_tx, mut b_rx) = mpsc::channel(4);
         let a = listeners.subscribe("alice", a_tx);
         let _b = listeners.subscribe("bob", b_tx);
+        let mut owners = listeners.owners();
+        owners.sort();
+        assert_eq!(owners, ["alice", "bob"]);
         let mut running = ended(7, "alice");
         running.state = JobState::Running;
         listeners.deliver(&running);
@@ -196,6 +155,7 @@ mod tests {
         listeners.deliver(&ended(9, "alice"));
         assert!(a_rx.try_recv().is_err());
         assert!(!listeners.by_owner.contains_key("alice"));
+        assert_eq!(listeners.owners(), ["bob"]);
     }
 
     #[test]

@@ -63,6 +63,11 @@ impl Later {
             .heartbeat(&config.later.instance_name, &incarnation)
             .await
             .context("job store: cannot register this instance")?;
+        // Ends are read from here on (see `listen`): taken before any session can wait.
+        let end_cursor = store
+            .end_cursor()
+            .await
+            .context("job store: cannot read its snapshot")?;
         let live_config = Arc::new(Live::new(config.later.clone()));
         let later = Arc::new(Later {
             enqueuer: enqueuer(&store, &wake, &live_config),
@@ -110,9 +115,7 @@ impl Later {
             .tasks
             .spawn(async move { super::rescue::run(&l).await });
         let l = later.clone();
-        // The store's own config: its sessions' options (search_path) included.
-        let listen_config = later.store.pg_config.clone();
-        tokio::spawn(async move { super::listen::run(&l, listen_config).await });
+        tokio::spawn(async move { super::listen::run(&l, end_cursor).await });
         info!(
             instance = %later.instance,
             workers = config.later.workers,
@@ -161,6 +164,11 @@ impl Later {
             id,
             notify: self.watchers.entry(id).or_default().clone(),
         }
+    }
+
+    /// The jobs sessions here wait for: whose ends are worth reading.
+    pub fn watched(&self) -> Vec<i64> {
+        self.watchers.iter().map(|e| e.key().get()).collect()
     }
 
     /// Job `id` reached a terminal state (here, or on another instance: see `listen`).

@@ -5,7 +5,7 @@
 use super::capture::{self, CaptureError, Captured, Sink};
 use super::conn::{ConnKey, JobConn, OpenError};
 use super::id::JobId;
-use super::job::ClaimedJob;
+use super::job::{Attempt, ClaimedJob};
 use super::service::Later;
 use super::session::Identity;
 use super::store::failure::describe;
@@ -54,11 +54,14 @@ impl ConnCache {
     }
 }
 
-/// Jobs running here: their backend's pid and cancel secret, and whether CANCEL LATER asked.
+/// Jobs running here: their attempt, their backend's pid and cancel secret, and whether
+/// CANCEL LATER asked.
 pub type RunningJobs = dashmap::DashMap<JobId, RunningJob>;
 
 #[derive(Clone)]
 pub struct RunningJob {
+    /// The attempt this instance runs (a cancel read from the store must be for it).
+    pub attempt: Attempt,
     pub pid: i32,
     pub secret: bytes::Bytes,
     pub cancel: Arc<CancelFlag>,
@@ -204,6 +207,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     later.running.insert(
         job.id,
         RunningJob {
+            attempt: job.attempt,
             pid: conn.pid,
             secret: conn.secret.clone(),
             cancel: cancel.clone(),

@@ -5,6 +5,7 @@
 pub mod fields;
 pub mod frame;
 pub mod io;
+pub mod notification;
 pub mod replies;
 pub mod reply;
 pub mod request;

@@ -71,7 +71,7 @@ WITH item AS (
       FROM verdict WHERE accepted ORDER BY nth
     RETURNING 1),
  notified AS (
-    SELECT pg_notify('pglater_queue', count(*)::text) FROM ins HAVING count(*) > 0)
+    SELECT pg_notify('pglater_queue', '') FROM ins HAVING count(*) > 0)
 SELECT v.accepted, v.unfinished
   FROM verdict v LEFT JOIN notified ON true  -- joined so that it runs
  ORDER BY v.nth";

@@ -83,6 +83,17 @@ const MIGRATIONS: &[(i32, &str)] = &[
         WHERE state IN ('queued', 'scheduled');
     "#,
     ),
+    (
+        4,
+        r#"
+    -- The transaction that ended each job (moved it to succeeded, failed or cancelled). Every
+    -- instance reads the ends it has not seen by this column against the snapshot of its
+    -- previous read (see store::ends): each end exactly once, without trusting what a
+    -- notification says. Jobs that ended before this migration keep NULL: they are past.
+    ALTER TABLE pglater.jobs ADD COLUMN end_xid xid8;
+    CREATE INDEX jobs_end_xid ON pglater.jobs (end_xid) WHERE end_xid IS NOT NULL;
+    "#,
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+pub mod ends;
 pub mod failure;
 mod limited;
 pub mod migrations;
@@ -11,7 +12,6 @@ use super::job::{
     Attempt, BoundParams, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings,
 };
 use super::limits::{Admission, Limits};
-use super::notify::{self, Ended};
 use anyhow::{Context, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -101,6 +101,18 @@ impl Store {
         })
     }
 
+    /// The listener's connection: the workers' planner options (its reads of ends and
+    /// cancels reach their rows through indexes), without their asynchronous commits.
+    pub fn listener_config(&self) -> tokio_postgres::Config {
+        with_options(&self.pg_config, WORKER_SESSION_OPTIONS)
+    }
+
+    /// Where the reads of ended jobs start (see `ends`).
+    pub async fn end_cursor(&self) -> Result<ends::Cursor> {
+        let client = self.client().await?;
+        ends::cursor_now(&client).await
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.context("job store unavailable")
     }
@@ -135,7 +147,7 @@ impl Store {
                                $7::bytea[])
                         AS t(i, o, d, s, st, r, p)
                    RETURNING 1)
-                 SELECT pg_notify('pglater_queue', count(*)::text) FROM ins",
+                 SELECT pg_notify('pglater_queue', '') FROM ins HAVING count(*) > 0",
             )
             .await?;
         client
@@ -251,11 +263,13 @@ impl Store {
                           finished_at = clock_timestamp(), sqlstate = o.sqlstate,
                           error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
                           result_chunks = o.nchunks, error_in_result = o.in_result,
-                          result_sets = o.nresults
+                          result_sets = o.nresults, end_xid = pg_current_xact_id()
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
-                   RETURNING j.id, j.state, j.owner, j.backend_pid)
-                 SELECT id, state, owner, backend_pid FROM u",
+                   RETURNING j.id),
+                 -- One hint per batch for every instance; what ended is read from the store.
+                 hint AS (SELECT pg_notify('pglater_done', '') FROM u HAVING count(*) > 0)
+                 SELECT id FROM u LEFT JOIN hint ON true  -- joined so that it runs",
             )
             .await?;
         let done = client
@@ -277,24 +291,6 @@ impl Store {
                 ],
             )
             .await?;
-        // Every instance learns of the ends (waiters, listening sessions): one notification
-        // per batch, not per job.
-        let ended: Vec<Ended> = done
-            .iter()
-            .filter_map(|r| {
-                Some(Ended {
-                    id: JobId::from_db(r.get(0)),
-                    state: JobState::parse(r.get(1))?,
-                    owner: r.get(2),
-                    pid: r.get(3),
-                })
-            })
-            .collect();
-        for payload in notify::payloads(&ended) {
-            client
-                .execute("SELECT pg_notify('pglater_done', $1)", &[&payload])
-                .await?;
-        }
         let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
         Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
@@ -366,8 +362,8 @@ impl Store {
     }
 
     /// CANCEL LATER: a queued job ends cancelled at once; a running one is flagged and every
-    /// instance is told, so the one running it cancels its statement. Returns the state before
-    /// and after, or None for an unknown job or someone else's.
+    /// instance is hinted, so the one running it reads the flag and cancels its statement.
+    /// Returns the state before and after, or None for an unknown job or someone else's.
     pub async fn cancel(
         &self,
         id: JobId,
@@ -392,13 +388,15 @@ impl Store {
                                        THEN 'job cancelled before it ran' ELSE j.error END,
                           error_in_result = CASE WHEN old.state IN ('queued', 'scheduled')
                                                  THEN false ELSE j.error_in_result END,
+                          end_xid = CASE WHEN old.state IN ('queued', 'scheduled')
+                                         THEN pg_current_xact_id() ELSE j.end_xid END,
                           cancel_requested = j.cancel_requested OR old.state = 'running'
                      FROM old WHERE j.id = old.id
-                   RETURNING j.id, old.state AS was, j.state AS now, j.owner, j.backend_pid)
+                   RETURNING old.state AS was, j.state AS now)
                  SELECT was, now,
-                        pg_notify('pglater_cancel', id::text)::text,
-                        pg_notify('pglater_done',
-                                  json_build_array(json_build_array(id, now, owner, backend_pid))::text)::text
+                        CASE WHEN was = 'running' THEN pg_notify('pglater_cancel', '')::text END,
+                        CASE WHEN was IN ('queued', 'scheduled')
+                             THEN pg_notify('pglater_done', '')::text END
                    FROM upd",
             )
             .await?;
@@ -541,7 +539,7 @@ impl Store {
                 )
                 .await?;
             client
-                .execute("SELECT pg_notify('pglater_queue', '1')", &[])
+                .execute("SELECT pg_notify('pglater_queue', '')", &[])
                 .await?;
         }
         Ok(n == 1)
