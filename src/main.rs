@@ -1,3 +1,14 @@
+// The same rule as the library's (see lib.rs): nothing here may panic on input.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::indexing_slicing
+)]
+
 use anyhow::Result;
 use clap::Parser;
 use pglater::config::{Cli, Config, LogFormat, warn_if_trust};
@@ -19,11 +30,17 @@ fn main() {
         }
     };
     init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pglater: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     if let Err(e) = runtime.block_on(run(config, cli)) {
         error!("{e:#}");
         std::process::exit(1);

@@ -188,7 +188,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     for (bound, count) in BUCKETS.iter().zip(&cumulative) {
         sample(out, &bucket, &format!("{{le=\"{bound}\"}}"), count);
     }
-    let total = cumulative[BUCKETS.len()];
+    let total = cumulative.last().copied().unwrap_or(0);
     sample(out, &bucket, "{le=\"+Inf\"}", total);
     sample(out, &format!("{name}_sum"), "", sum);
     sample(out, &format!("{name}_count"), "", total);

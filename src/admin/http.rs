@@ -103,7 +103,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
         if n == 0 {
             return Ok(None);
         }
-        head.extend_from_slice(&chunk[..n]);
+        head.extend_from_slice(chunk.get(..n).unwrap_or_default());
         if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
             return Ok(Some(head));
         }

@@ -87,7 +87,9 @@ impl Histogram {
             .iter()
             .position(|bound| secs <= *bound)
             .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Relaxed);
+        if let Some(count) = self.buckets.get(bucket) {
+            count.fetch_add(1, Relaxed);
+        }
         self.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
     }
 
@@ -241,8 +243,10 @@ pub fn job_finished(clock: &JobClock, state: JobState) {
         JobState::Failed if clock.cancel_requested.load(Relaxed) => JobState::Cancelled,
         s => s,
     };
-    if let Some(i) = FINISHED_STATES.iter().position(|s| *s == state) {
-        JOBS_FINISHED[i].add(1);
+    if let Some(i) = FINISHED_STATES.iter().position(|s| *s == state)
+        && let Some(counter) = JOBS_FINISHED.get(i)
+    {
+        counter.add(1);
     }
 }
 

@@ -100,7 +100,10 @@ pub fn look(
             if total <= 5 || (whole && body.last() != Some(&0)) {
                 return Look::Forward;
             }
-            let text = &body[..body.len() - usize::from(whole)];
+            // Without its NUL when whole (checked above to be there).
+            let text = body
+                .get(..body.len() - usize::from(whole))
+                .unwrap_or_default();
             look_at_text(text, whole, total - 5, limit, || {
                 command::parse(text).is_some()
             })
@@ -113,8 +116,8 @@ pub fn look(
                     Look::Hold
                 };
             };
-            let name = &body[..start - 1];
-            let text = &body[start..];
+            let name = body.get(..start.saturating_sub(1)).unwrap_or_default();
+            let text = body.get(start..).unwrap_or_default();
             let ours = look_at_text(text, whole, total - 5, limit, || {
                 Parse::read(body).is_some_and(|p| command::parse_statement(p.query).is_some())
             });
@@ -199,9 +202,11 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
     out: &Injector,
 ) -> Result<(), Broken> {
     let Session { locals, view } = session;
-    let body = &message[5..];
+    let (Some(&tag), Some(body)) = (message.first(), message.get(5..)) else {
+        return Ok(());
+    };
     let malformed = || ProxyError::error("08P01", "invalid message format");
-    match message[0] {
+    match tag {
         b'P' => {
             let Some(parse) = Parse::read(body) else {
                 return fail_step(shared, &malformed(), upstream, out).await;

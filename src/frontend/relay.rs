@@ -19,7 +19,7 @@ use crate::later::job::Settings;
 use crate::later::notify::{self, Note, Subscription};
 use crate::later::session::SessionState;
 use crate::stream::Stream;
-use crate::wire::frame::MAX_MESSAGE_LEN;
+use crate::wire::frame::{self, MAX_MESSAGE_LEN};
 use crate::wire::notification::{self, OnChannel};
 use crate::wire::reply::ProxyError;
 use crate::wire::request::Parse;
@@ -232,6 +232,11 @@ where
     }
 }
 
+// Ranges of `buf` below stay within it: a header is read only where `header_at` found all
+// of it, `pos` advances by what was seen to be there (`total.min(avail)`, or to `buf.len()`),
+// and `forward_from <= pos` always. Checked ranges here would only turn a broken invariant
+// into silently dropped bytes; a panic ends just this session's task.
+#[allow(clippy::indexing_slicing)]
 async fn client_to_upstream<'a, R, W>(
     client: &mut R,
     upstream: &mut W,
@@ -278,9 +283,9 @@ where
             }
         }
         let mut stop = None;
-        while skip == 0 && buf.len() - pos >= 5 {
-            let tag = buf[pos];
-            let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+        while skip == 0
+            && let Some((tag, len)) = frame::header_at(buf, pos)
+        {
             if !(4..=MAX_MESSAGE_LEN).contains(&len) {
                 // Forward the header: the server words (or silently takes) the violation.
                 pos += 5;
@@ -313,7 +318,10 @@ where
                         return Stop::Write;
                     }
                     let message = &buf[pos..pos + total];
-                    let later = shared.later.unwrap_or_else(|| unreachable!());
+                    // `look` says Mine only with the LATER service on.
+                    let Some(later) = shared.later else {
+                        return Stop::Read;
+                    };
                     let answer = async {
                         if tag == b'Q' {
                             let sql = &message[5..total - 1];
@@ -354,7 +362,9 @@ where
                     {
                         return Stop::Write;
                     }
-                    let later = shared.later.unwrap_or_else(|| unreachable!());
+                    let Some(later) = shared.later else {
+                        return Stop::Read;
+                    };
                     let refused =
                         refuse_oversized(later, shared, tag, total - 5, upstream, injector).await;
                     match refused {
@@ -666,7 +676,7 @@ where
                 loop {
                     let (keep, consumed, notes_due) = walk(shared, down, buf);
                     if keep > 0
-                        && (client.write_all(&buf[..keep]).await.is_err()
+                        && (client.write_all(buf.get(..keep).unwrap_or_default()).await.is_err()
                             || client.flush().await.is_err())
                     {
                         return Stop::Write;
@@ -712,6 +722,9 @@ async fn send_notes<W: AsyncWrite + Unpin>(
 /// the client, how many were consumed (the rest is a header cut by the read, the start of a
 /// notification whose channel is not known yet, or a ReadyForQuery to send held
 /// notifications before), and whether notifications are due.
+// As in `client_to_upstream`: headers are read where `header_at` found them whole, and
+// every range is `pos..pos + n` with `n` at most what the buffer holds past `pos`.
+#[allow(clippy::indexing_slicing)]
 fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usize, usize, bool) {
     if down.lost {
         return (buf.len(), buf.len(), false);
@@ -755,11 +768,9 @@ fn walk(shared: &Shared<'_>, down: &mut Downstream, buf: &mut BytesMut) -> (usiz
                     break;
                 }
             }
-            if len - pos < 5 {
+            let Some((tag, n)) = frame::header_at(buf, pos) else {
                 break;
-            }
-            let tag = buf[pos];
-            let n = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            };
             if n < 4 {
                 // The server is trusted: a header we cannot read only ends our bookkeeping.
                 down.lost = true;

@@ -67,7 +67,7 @@ impl UserSecrets {
                 let ScramSecret::Verifier { salt, iterations, stored_key, server_key } =
                     ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, ITERATIONS)
                 else {
-                    unreachable!("verifier_from_salted_password returns a verifier")
+                    bail!("users.{}: could not derive a SCRAM verifier", u.name);
                 };
                 Some(ScramVerifier { salt, iterations, stored_key, server_key })
             }

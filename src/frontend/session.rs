@@ -189,14 +189,14 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
             }
         };
         match msg.tag {
-            b'K' if msg.body.len() >= 8 => {
-                let pid = BackendPid(i32::from_be_bytes([
-                    msg.body[0],
-                    msg.body[1],
-                    msg.body[2],
-                    msg.body[3],
-                ]));
-                let upstream_secret = Bytes::copy_from_slice(&msg.body[4..]);
+            b'K' => {
+                let Some((pid, secret)) = crate::wire::replies::backend_key_data(&msg.body) else {
+                    // Not one we can map: passed on as it is.
+                    out.extend_from_slice(&frame(&msg));
+                    continue;
+                };
+                let pid = BackendPid(pid);
+                let upstream_secret = Bytes::copy_from_slice(secret);
                 let (proxy_secret, signal) =
                     proxy.cancel_keys.register(pid, upstream_secret.clone());
                 reply::backend_key_data(&mut out, pid.0, &proxy_secret);

@@ -60,11 +60,14 @@ impl Shards {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let shard = self
+        let Some(shard) = self
             .shards
             .iter()
             .min_by_key(|s| s.sessions.load(Ordering::Relaxed))
-            .unwrap_or_else(|| unreachable!("at least one shard"));
+        else {
+            // `start` makes at least one shard; the caller's runtime would do otherwise.
+            return tokio::spawn(session);
+        };
         let sessions = shard.sessions.clone();
         sessions.fetch_add(1, Ordering::Relaxed);
         shard.handle.spawn(async move {

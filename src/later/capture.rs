@@ -112,10 +112,10 @@ impl<'a> Sink<'a> {
         self.bytes += data.len() as i64;
         let mut data = data;
         while !data.is_empty() {
-            let room = CHUNK_SIZE - self.chunk.len();
-            let take = room.min(data.len());
-            self.chunk.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            let room = CHUNK_SIZE.saturating_sub(self.chunk.len());
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.chunk.extend_from_slice(now);
+            data = rest;
             if self.chunk.len() == CHUNK_SIZE {
                 self.flush().await?;
             }
@@ -263,16 +263,18 @@ async fn read_replies(
         while !p.is_empty() {
             match current {
                 Current::Header => {
-                    let take = (5 - header_len).min(p.len());
-                    header[header_len..header_len + take].copy_from_slice(&p[..take]);
-                    header_len += take;
-                    p = &p[take..];
+                    let (now, rest) = p.split_at((5 - header_len).min(p.len()));
+                    for (slot, byte) in header.iter_mut().skip(header_len).zip(now) {
+                        *slot = *byte;
+                    }
+                    header_len += now.len();
+                    p = rest;
                     if header_len < 5 {
                         break;
                     }
                     header_len = 0;
-                    let tag = header[0];
-                    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                    let [tag, l0, l1, l2, l3] = header;
+                    let len = u32::from_be_bytes([l0, l1, l2, l3]);
                     if !(4..=MAX_MESSAGE_LEN).contains(&len) {
                         return Err(CaptureError::Protocol("bad message length from server"));
                     }
@@ -295,18 +297,18 @@ async fn read_replies(
                     }
                 }
                 Current::Keep(rest, store) => {
-                    let take = rest.min(p.len());
+                    let (now, after) = p.split_at(rest.min(p.len()));
                     if store {
-                        sink.push(&p[..take]).await.map_err(CaptureError::Store)?;
+                        sink.push(now).await.map_err(CaptureError::Store)?;
                     }
-                    p = &p[take..];
-                    current = Current::Keep(rest - take, store);
+                    p = after;
+                    current = Current::Keep(rest - now.len(), store);
                 }
                 Current::Hold(tag, rest) => {
-                    let take = rest.min(p.len());
-                    held.extend_from_slice(&p[..take]);
-                    p = &p[take..];
-                    current = Current::Hold(tag, rest - take);
+                    let (now, after) = p.split_at(rest.min(p.len()));
+                    held.extend_from_slice(now);
+                    p = after;
+                    current = Current::Hold(tag, rest - now.len());
                 }
             }
             // A message just ended?
@@ -323,7 +325,7 @@ async fn read_replies(
                         }
                         b'E' => {
                             sink.result_open = false;
-                            let mut fields = ErrorFields::parse(&held[5..]);
+                            let mut fields = ErrorFields::parse(held.get(5..).unwrap_or_default());
                             // The proxy cancelled it for running too long: say so.
                             let limit_message;
                             if fields.get(b'C') == Some("57014")

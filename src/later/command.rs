@@ -54,7 +54,9 @@ pub fn classify_prefix(sql: &[u8]) -> Prefix {
     // Compare what we have against each keyword: `select` is told from `show` by byte 2.
     let could_be = |word: &[u8]| {
         let n = rest.len().min(word.len());
-        rest[..n].eq_ignore_ascii_case(&word[..n])
+        rest.get(..n)
+            .zip(word.get(..n))
+            .is_some_and(|(have, want)| have.eq_ignore_ascii_case(want))
     };
     if could_be(b"later") || could_be(b"fetch") || could_be(b"show") || could_be(b"cancel") {
         Prefix::Maybe
@@ -122,8 +124,8 @@ pub fn statement_of_later(sql: &[u8], script: &[u8]) -> Vec<u8> {
     let start = sql.len() - skip_blank(sql).map_or(0, <[u8]>::len);
     let script_at = (script.as_ptr() as usize).saturating_sub(sql.as_ptr() as usize);
     let mut out = sql.to_vec();
-    if start <= script_at && script_at <= out.len() {
-        out[start..script_at].fill(b' ');
+    if let Some(prefix) = out.get_mut(start..script_at) {
+        prefix.fill(b' ');
     }
     out
 }
@@ -162,19 +164,23 @@ fn parse_text(sql: &[u8], params: bool) -> Option<Command<'_>> {
             }
         };
         let make = |w| match (param, id) {
-            (Some(n), _) => Command::FetchParam(n, w),
-            (_, id) => Command::Fetch(id.unwrap_or_else(|| unreachable!()), w),
+            (Some(n), _) => Some(Command::FetchParam(n, w)),
+            (None, id) => Some(Command::Fetch(id?, w)),
         };
         if end(tail) {
-            return Some(make(None));
+            return make(None);
         }
         let after_wait = keyword(skip_blank(tail)?, b"wait")?;
         let rest = skip_blank(after_wait)?;
         if end(rest) {
-            return Some(make(Some(Wait::Unbounded)));
+            return make(Some(Wait::Unbounded));
         }
         let (secs, tail) = seconds(rest)?;
-        return end(tail).then(|| make(Some(Wait::UpTo(secs))));
+        return if end(tail) {
+            make(Some(Wait::UpTo(secs)))
+        } else {
+            None
+        };
     }
     if let Some(after) = keyword(rest, b"cancel") {
         let after = keyword(skip_blank(after)?, b"later")?;
@@ -195,10 +201,10 @@ fn parse_text(sql: &[u8], params: bool) -> Option<Command<'_>> {
 
 /// `word` (case-insensitive) followed by something that cannot continue an identifier.
 fn keyword<'a>(s: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
-    if s.len() < word.len() || !s[..word.len()].eq_ignore_ascii_case(word) {
+    let (head, rest) = s.split_at_checked(word.len())?;
+    if !head.eq_ignore_ascii_case(word) {
         return None;
     }
-    let rest = &s[word.len()..];
     match rest.first() {
         Some(c)
             if c.is_ascii_alphanumeric()
@@ -218,14 +224,14 @@ fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
     if digits == 0 {
         return None;
     }
-    let rest = &s[digits..];
+    let (digits, rest) = s.split_at_checked(digits)?;
     if rest
         .first()
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
     {
         return None;
     }
-    let text = std::str::from_utf8(&s[..digits]).ok()?;
+    let text = std::str::from_utf8(digits).ok()?;
     Some((JobId::parse(text)?, rest))
 }
 
@@ -233,8 +239,8 @@ fn job_id(s: &[u8]) -> Option<(JobId, &[u8])> {
 fn parameter(s: &[u8]) -> Option<(u16, &[u8])> {
     let s = s.strip_prefix(b"$")?;
     let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    let n: u16 = std::str::from_utf8(&s[..digits]).ok()?.parse().ok()?;
-    let rest = &s[digits..];
+    let (digits, rest) = s.split_at_checked(digits)?;
+    let n: u16 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     if n == 0
         || rest
             .first()
@@ -251,8 +257,9 @@ fn string_literal(s: &[u8]) -> Option<(String, &[u8])> {
     let mut value = Vec::new();
     loop {
         let q = rest.iter().position(|&c| c == b'\'')?;
-        value.extend_from_slice(&rest[..q]);
-        rest = &rest[q + 1..];
+        let (part, quote_on) = rest.split_at_checked(q)?;
+        value.extend_from_slice(part);
+        rest = quote_on.get(1..)?;
         match rest.strip_prefix(b"'") {
             Some(r) => {
                 value.push(b'\'');
@@ -265,16 +272,16 @@ fn string_literal(s: &[u8]) -> Option<(String, &[u8])> {
 
 /// A non-negative decimal number of seconds (`5`, `0.5`), optionally quoted.
 fn seconds(s: &[u8]) -> Option<(std::time::Duration, &[u8])> {
-    let (s, quote) = match s.first() {
-        Some(b'\'') => (&s[1..], true),
-        _ => (s, false),
+    let (s, quote) = match s.strip_prefix(b"'") {
+        Some(inner) => (inner, true),
+        None => (s, false),
     };
     let n = s
         .iter()
         .take_while(|c| c.is_ascii_digit() || **c == b'.')
         .count();
-    let value: f64 = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
-    let mut rest = &s[n..];
+    let (number, mut rest) = s.split_at_checked(n)?;
+    let value: f64 = std::str::from_utf8(number).ok()?.parse().ok()?;
     if quote {
         rest = rest.strip_prefix(b"'")?;
     }
@@ -311,7 +318,7 @@ fn skip_blank(mut s: &[u8]) -> Option<&[u8]> {
             [c, rest @ ..] if c.is_ascii_whitespace() => s = rest,
             [b'-', b'-', rest @ ..] => {
                 let nl = rest.iter().position(|&c| c == b'\n')?;
-                s = &rest[nl + 1..];
+                s = rest.get(nl + 1..)?;
             }
             [b'/', b'*', rest @ ..] => {
                 let mut depth = 1;
@@ -329,7 +336,7 @@ fn skip_blank(mut s: &[u8]) -> Option<&[u8]> {
                         _ => i += 1,
                     }
                 }
-                s = &rest[i..];
+                s = rest.get(i..)?;
             }
             _ => return Some(s),
         }

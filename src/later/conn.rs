@@ -6,6 +6,7 @@ use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
 use crate::wire::io::{Message, read_message};
+use crate::wire::replies;
 use crate::wire::startup::build_startup;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io;
@@ -84,10 +85,9 @@ impl JobConn {
         loop {
             let msg = read_message(&mut stream, MAX_CONTROL_MESSAGE).await?;
             match msg.tag {
-                b'K' if msg.body.len() >= 8 => {
-                    let pid =
-                        i32::from_be_bytes([msg.body[0], msg.body[1], msg.body[2], msg.body[3]]);
-                    pid_secret = Some((pid, Bytes::copy_from_slice(&msg.body[4..])));
+                b'K' => {
+                    pid_secret = replies::backend_key_data(&msg.body)
+                        .map(|(pid, secret)| (pid, Bytes::copy_from_slice(secret)));
                 }
                 b'E' => return Err(OpenError::Refused(frame(&msg))),
                 b'Z' => break,
@@ -179,7 +179,7 @@ impl JobConn {
         loop {
             let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
             match msg.tag {
-                b'D' if value.is_none() => value = first_column(&msg),
+                b'D' if value.is_none() => value = replies::first_column(&msg.body),
                 b'E' => failed = Some(error_message(&msg)),
                 b'Z' => break,
                 _ => {}
@@ -241,18 +241,6 @@ fn put_query(out: &mut BytesMut, sql: &[u8]) {
     out.put_u32(sql.len() as u32 + 5);
     out.put_slice(sql);
     out.put_u8(0);
-}
-
-fn first_column(msg: &Message) -> Option<String> {
-    let b = &msg.body;
-    if b.len() < 6 {
-        return None;
-    }
-    let len = i32::from_be_bytes([b[2], b[3], b[4], b[5]]);
-    if len < 0 || b.len() < 6 + len as usize {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&b[6..6 + len as usize]).into_owned())
 }
 
 fn error_message(msg: &Message) -> String {

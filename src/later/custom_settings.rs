@@ -15,12 +15,16 @@ const MAX_NAME: usize = 63;
 
 /// Calls `found` with each custom setting name (lower-cased) the text sets.
 pub fn mentioned(text: &[u8], mut found: impl FnMut(&str)) {
-    let text = &text[..text.len().min(LOOK)];
+    let text = text.get(..LOOK).unwrap_or(text);
     let mut from = 0;
-    while let Some(i) = memchr::memchr2(b's', b'S', &text[from..]) {
+    while let Some(i) = memchr::memchr2(b's', b'S', text.get(from..).unwrap_or_default()) {
         let at = from + i;
         from = at + 1;
-        if at > 0 && is_ident(text[at - 1]) {
+        let after_ident = at
+            .checked_sub(1)
+            .and_then(|before| text.get(before))
+            .is_some_and(|&c| is_ident(c));
+        if after_ident {
             continue;
         }
         let Some(after) = text.get(at..).and_then(|t| keyword(t, b"set")) else {
@@ -51,7 +55,7 @@ fn set_config_name(rest: &[u8]) -> Option<String> {
     let rest = blank(rest).strip_prefix(b"(")?;
     let rest = blank(rest).strip_prefix(b"'")?;
     let end = rest.iter().position(|&c| c == b'\'')?;
-    dotted(&rest[..end]).filter(|n| n.len() == end)
+    dotted(rest.get(..end)?).filter(|n| n.len() == end)
 }
 
 /// A dotted name at the start of `s`: identifiers joined by dots, at least one dot.

@@ -125,16 +125,14 @@ impl BoundParams {
     }
 
     pub fn decode(data: &[u8]) -> Option<Self> {
-        let n = u16::from_be_bytes(data.get(..2)?.try_into().ok()?) as usize;
+        let n = usize::from(crate::wire::be::u16_at(data, 0)?);
         let types_end = 2 + 4 * n;
-        let types = data
-            .get(2..types_end)?
-            .chunks_exact(4)
-            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let types = (0..n)
+            .map(|i| crate::wire::be::u32_at(data, 2 + 4 * i))
+            .collect::<Option<_>>()?;
         Some(Self {
             types,
-            formats_and_values: data[types_end..].to_vec(),
+            formats_and_values: data.get(types_end..)?.to_vec(),
         })
     }
 }

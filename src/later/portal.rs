@@ -366,7 +366,8 @@ async fn open(later: &Later, asker: &Asker<'_>, portal: &Portal) -> Result<Curso
     let mut cursor = match &portal.statement.command {
         Owned::Empty => return Err(empty_later().into()),
         Owned::Fetch(_, wait) => {
-            let id = portal_job(portal)?.unwrap_or_else(|| unreachable!());
+            let id = portal_job(portal)?
+                .ok_or_else(|| ProxyError::error("XX000", "FETCH LATER portal without a job"))?;
             let status = ended(later, asker, id, *wait).await?;
             Cursor::open(later, &status).await?
         }

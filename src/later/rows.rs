@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub fn column_formats(requested: &[i16], columns: usize) -> Result<Vec<i16>, ProxyError> {
     match requested.len() {
         0 => Ok(vec![0; columns]),
-        1 => Ok(vec![requested[0]; columns]),
+        1 => Ok(vec![requested.first().copied().unwrap_or(0); columns]),
         n if n == columns => Ok(requested.to_vec()),
         n => Err(ProxyError::error(
             "08P01",
@@ -46,7 +46,7 @@ impl Shape {
         for _ in 0..n {
             at += body.get(at..)?.iter().position(|&b| b == 0)? + 1;
             let field = body.get(at..at + 18)?;
-            types.push(u32::from_be_bytes(field[6..10].try_into().ok()?));
+            types.push(crate::wire::be::u32_at(field, 6)?);
             format_offsets.push(5 + at + 16);
             at += 18;
         }
@@ -68,7 +68,9 @@ impl Shape {
         }
         let mut b = BytesMut::from(&self.message[..]);
         for (at, f) in self.format_offsets.iter().zip(formats) {
-            b[*at..*at + 2].copy_from_slice(&f.to_be_bytes());
+            if let Some(slot) = b.get_mut(*at..*at + 2) {
+                slot.copy_from_slice(&f.to_be_bytes());
+            }
         }
         b.freeze()
     }
@@ -177,11 +179,11 @@ pub fn transcode(
                 ),
             ),
         })?;
-        let value_len = (out.len() - len_at - 4) as i32;
-        out[len_at..len_at + 4].copy_from_slice(&value_len.to_be_bytes());
+        let value_len = (out.len() - len_at - 4) as u32;
+        crate::wire::be::patch_u32(&mut out, len_at, value_len);
     }
     let total = (out.len() - 1) as u32;
-    out[1..5].copy_from_slice(&total.to_be_bytes());
+    crate::wire::be::patch_u32(&mut out, 1, total);
     Ok(out.freeze())
 }
 

@@ -14,7 +14,7 @@ impl<'a> ErrorFields<'a> {
                 break;
             }
             let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-            fields.push((code, &rest[..end]));
+            fields.push((code, rest.get(..end).unwrap_or_default()));
             body = rest.get(end + 1..).unwrap_or(&[]);
         }
         Self { fields }

@@ -52,21 +52,28 @@ impl FrameScanner {
                 pos += skip;
                 continue;
             }
-            let header = if self.partial_len == 0 && data.len() - pos >= 5 {
-                let h = parse_header(&data[pos..pos + 5]);
-                pos += 5;
-                h
-            } else {
-                let take = (5 - self.partial_len).min(data.len() - pos);
-                self.partial[self.partial_len..self.partial_len + take]
-                    .copy_from_slice(&data[pos..pos + take]);
-                self.partial_len += take;
-                pos += take;
-                if self.partial_len < 5 {
-                    break;
+            let whole = data
+                .get(pos..pos + 5)
+                .and_then(|h| <[u8; 5]>::try_from(h).ok());
+            let header = match whole {
+                Some(h) if self.partial_len == 0 => {
+                    pos += 5;
+                    parse_header(h)
                 }
-                self.partial_len = 0;
-                parse_header(&self.partial)
+                _ => {
+                    let now = data.get(pos..).unwrap_or_default();
+                    let now = now.get(..5 - self.partial_len).unwrap_or(now);
+                    for (slot, byte) in self.partial.iter_mut().skip(self.partial_len).zip(now) {
+                        *slot = *byte;
+                    }
+                    self.partial_len += now.len();
+                    pos += now.len();
+                    if self.partial_len < 5 {
+                        break;
+                    }
+                    self.partial_len = 0;
+                    parse_header(self.partial)
+                }
             };
             if header.len < 4 || header.len > MAX_MESSAGE_LEN {
                 return Err(BadLength { header, end: pos });
@@ -78,11 +85,21 @@ impl FrameScanner {
     }
 }
 
-fn parse_header(b: &[u8]) -> Header {
+fn parse_header([tag, l0, l1, l2, l3]: [u8; 5]) -> Header {
     Header {
-        tag: b[0],
-        len: u32::from_be_bytes([b[1], b[2], b[3], b[4]]),
+        tag,
+        len: u32::from_be_bytes([l0, l1, l2, l3]),
     }
+}
+
+/// The tag and length of the message header at `at`, if `b` holds all five bytes (one
+/// bounds check, on the relay's path).
+#[inline]
+pub fn header_at(b: &[u8], at: usize) -> Option<(u8, u32)> {
+    let &[tag, l0, l1, l2, l3] = b.get(at..at.checked_add(5)?)? else {
+        return None;
+    };
+    Some((tag, u32::from_be_bytes([l0, l1, l2, l3])))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max_len: u32) -> io::
 /// Reads a NUL-terminated string from the front of `buf`.
 pub fn get_cstr(buf: &mut BytesMut) -> Option<String> {
     let end = buf.iter().position(|&b| b == 0)?;
-    let s = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let s = String::from_utf8_lossy(buf.get(..end)?).into_owned();
     buf.advance(end + 1);
     Some(s)
 }

@@ -2,6 +2,7 @@
 //! the few messages the proxy builds itself. Forwarded traffic is never decoded here beyond
 //! its 5-byte headers.
 
+pub mod be;
 pub mod fields;
 pub mod frame;
 pub mod io;

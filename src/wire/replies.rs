@@ -14,6 +14,19 @@ pub fn messages(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     })
 }
 
+/// A BackendKeyData body: the backend's pid and its cancel secret (4 bytes before protocol
+/// 3.2, longer after).
+pub fn backend_key_data(body: &[u8]) -> Option<(i32, &[u8])> {
+    let pid = super::be::i32_at(body, 0)?;
+    Some((pid, body.get(4..).filter(|secret| !secret.is_empty())?))
+}
+
+/// The first column of a DataRow body, as text (None: NULL or malformed).
+pub fn first_column(body: &[u8]) -> Option<String> {
+    let value = (*data_row(body)?.first()?)?;
+    Some(String::from_utf8_lossy(value).into_owned())
+}
+
 /// The columns of a DataRow body (None: NULL); None if the body is malformed.
 pub fn data_row(body: &[u8]) -> Option<Row<'_>> {
     let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
@@ -84,6 +97,21 @@ mod tests {
             rows(&bytes),
             Err(("57014".into(), "canceling statement".into()))
         );
+    }
+
+    #[test]
+    fn backend_keys_and_first_columns() {
+        assert_eq!(
+            backend_key_data(&[0, 0, 0, 7, 1, 2, 3, 4]),
+            Some((7, &[1u8, 2, 3, 4][..]))
+        );
+        assert_eq!(backend_key_data(&[0, 0, 0, 7]), None);
+        assert_eq!(
+            first_column(b"\x00\x01\x00\x00\x00\x02ab").as_deref(),
+            Some("ab")
+        );
+        assert_eq!(first_column(b"\x00\x01\xff\xff\xff\xff"), None);
+        assert_eq!(first_column(b"\x00\x01\x00\x00\x00\x09ab"), None);
     }
 
     #[test]

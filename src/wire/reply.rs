@@ -133,12 +133,9 @@ pub fn unsupported_protocol(major: u32, minor: u32) -> Bytes {
 }
 
 pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: &[u8]) {
-    let key = if secret.len() == 4 {
-        SecretKey::I32(i32::from_be_bytes([
-            secret[0], secret[1], secret[2], secret[3],
-        ]))
-    } else {
-        SecretKey::Bytes(Bytes::copy_from_slice(secret))
+    let key = match <[u8; 4]>::try_from(secret) {
+        Ok(four) => SecretKey::I32(i32::from_be_bytes(four)),
+        Err(_) => SecretKey::Bytes(Bytes::copy_from_slice(secret)),
     };
     encode(&BackendKeyData::new(pid, key), buf);
 }

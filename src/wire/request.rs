@@ -10,24 +10,23 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn cstr(&mut self) -> Option<&'a [u8]> {
         let end = self.0.iter().position(|&b| b == 0)?;
-        let s = &self.0[..end];
-        self.0 = &self.0[end + 1..];
+        let (s, rest) = self.0.split_at_checked(end)?;
+        self.0 = rest.get(1..)?;
         Some(s)
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.0.get(..n)?;
-        self.0 = &self.0[n..];
+        let (s, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
         Some(s)
     }
 
     fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
     fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 }
 
@@ -94,7 +93,7 @@ impl<'a> Bind<'a> {
                 Some(r.take(len as usize)?)
             });
         }
-        let formats_and_values = &params_at[..params_at.len() - r.0.len()];
+        let formats_and_values = params_at.get(..params_at.len().checked_sub(r.0.len())?)?;
         let nr = r.u16()?;
         let result_formats = (0..nr)
             .map(|_| r.u16().map(|f| f as i16))
@@ -113,7 +112,7 @@ impl<'a> Bind<'a> {
     pub fn param_format(&self, i: usize) -> i16 {
         match self.param_formats.len() {
             0 => 0,
-            1 => self.param_formats[0],
+            1 => self.param_formats.first().copied().unwrap_or(0),
             _ => self.param_formats.get(i).copied().unwrap_or(0),
         }
     }

@@ -155,23 +155,24 @@ pub async fn read_startup_packet<R: AsyncRead + Unpin>(
     if !(8..=MAX_STARTUP_PACKET_LEN).contains(&len) {
         return Err(StartupError::Silent("invalid length of startup packet"));
     }
-    let mut raw = BytesMut::with_capacity(len as usize);
-    raw.extend_from_slice(&len_buf);
-    raw.resize(len as usize, 0);
-    r.read_exact(&mut raw[4..]).await?;
+    let mut raw = BytesMut::zeroed(len as usize);
+    let (head, body) = raw.split_at_mut(4);
+    head.copy_from_slice(&len_buf);
+    r.read_exact(body).await?;
     parse_startup_packet(raw.freeze())
 }
 
 fn parse_startup_packet(raw: Bytes) -> Result<StartupPacket, StartupError> {
-    let code = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
+    let short = || StartupError::Silent("invalid length of startup packet");
+    let code = super::be::u32_at(&raw, 4).ok_or_else(short)?;
     match code {
         SSL_REQUEST_CODE => return Ok(StartupPacket::SslRequest),
         GSSENC_REQUEST_CODE => return Ok(StartupPacket::GssEncRequest),
         CANCEL_REQUEST_CODE => {
-            if raw.len() < 16 {
-                return Err(StartupError::Silent("invalid length of cancel request"));
-            }
-            let pid = i32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            let pid = match super::be::u32_at(&raw, 8) {
+                Some(pid) if raw.len() >= 16 => pid as i32,
+                _ => return Err(StartupError::Silent("invalid length of cancel request")),
+            };
             return Ok(StartupPacket::Cancel {
                 pid,
                 secret: raw.slice(12..),
@@ -183,7 +184,7 @@ fn parse_startup_packet(raw: Bytes) -> Result<StartupPacket, StartupError> {
     if version.major() != 3 {
         return Ok(StartupPacket::OtherVersion(version));
     }
-    let params = parse_params(&raw[8..])?;
+    let params = parse_params(raw.get(8..).ok_or_else(short)?)?;
     // PostgreSQL takes the last `user` and `database`; a proxy that authenticated the first
     // would let a client in as someone else. Refused, so both sides can only see one.
     for name in IDENTITY_PARAMS {
@@ -218,13 +219,15 @@ fn parse_params(mut b: &[u8]) -> Result<Vec<(String, String)>, StartupError> {
             }
             return Ok(params);
         }
-        let rest = &b[name_end + 1..];
+        let (name, rest) = b.split_at_checked(name_end).ok_or_else(layout)?;
+        let rest = rest.get(1..).ok_or_else(layout)?;
         let value_end = rest.iter().position(|&c| c == 0).ok_or_else(layout)?;
+        let (value, rest) = rest.split_at_checked(value_end).ok_or_else(layout)?;
         params.push((
-            String::from_utf8_lossy(&b[..name_end]).into_owned(),
-            String::from_utf8_lossy(&rest[..value_end]).into_owned(),
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
         ));
-        b = &rest[value_end + 1..];
+        b = rest.get(1..).ok_or_else(layout)?;
     }
 }
 

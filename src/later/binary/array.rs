@@ -76,8 +76,9 @@ impl<'t> Parser<'t> {
                 _ => return None,
             }
         }
-        match self.dims[depth] {
-            None => self.dims[depth] = Some(count),
+        let dim = self.dims.get_mut(depth)?;
+        match *dim {
+            None => *dim = Some(count),
             Some(n) if n == count => {}
             Some(_) => return None,
         }
@@ -153,11 +154,12 @@ fn dimension_decoration(text: &[u8]) -> Option<(Bounds, &[u8])> {
     let mut bounds = Vec::new();
     while let Some(r) = rest.strip_prefix(b"[") {
         let close = r.iter().position(|&c| c == b']')?;
-        let inner = std::str::from_utf8(&r[..close]).ok()?;
+        let (inner, after) = r.split_at(close);
+        let inner = std::str::from_utf8(inner).ok()?;
         let (lb, ub) = inner.split_once(':')?;
         let parse = |s: &str| super::scalar::parse_i64(s).filter(|v| i32::try_from(*v).is_ok());
         bounds.push((parse(lb)?, parse(ub)?));
-        rest = &r[close + 1..];
+        rest = after.get(1..)?;
     }
     if bounds.is_empty() {
         return Some((bounds, text));
@@ -187,7 +189,7 @@ pub fn to_binary(
         return Err(bad("junk after the array"));
     }
     let ndim = p.ndim.unwrap_or(0);
-    let lengths: Vec<usize> = p.dims[..ndim].iter().map(|d| d.unwrap_or(0)).collect();
+    let lengths: Vec<usize> = p.dims.iter().take(ndim).map(|d| d.unwrap_or(0)).collect();
     let lower: Vec<i64> = if bounds.is_empty() {
         vec![1; ndim]
     } else {
@@ -217,8 +219,11 @@ pub fn to_binary(
                 let at = out.len();
                 out.put_i32(0);
                 scalar_to_binary(elem_oid, v, style, out)?;
-                let n = i32::try_from(out.len() - at - 4).map_err(|_| bad("element too large"))?;
-                out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+                let n = u32::try_from(out.len() - at - 4)
+                    .ok()
+                    .filter(|n| i32::try_from(*n).is_ok())
+                    .ok_or_else(|| bad("element too large"))?;
+                crate::wire::be::patch_u32(out, at, n);
             }
         }
     }

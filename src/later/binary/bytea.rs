@@ -20,8 +20,7 @@ pub fn to_binary(text: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
 fn from_hex(hex: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
     out.reserve(hex.len() / 2);
     let mut i = 0;
-    while i < hex.len() {
-        let c = hex[i];
+    while let Some(&c) = hex.get(i) {
         if c.is_ascii_whitespace() {
             i += 1;
             continue;
@@ -41,8 +40,7 @@ fn from_hex(hex: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
 /// itself.
 fn from_escape(text: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
     let mut i = 0;
-    while i < text.len() {
-        let c = text[i];
+    while let Some(&c) = text.get(i) {
         if c != b'\\' {
             out.put_u8(c);
             i += 1;

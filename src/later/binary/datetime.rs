@@ -131,7 +131,7 @@ fn parse_offset(s: &str) -> Option<i64> {
         _ => return None,
     };
     let mut secs = 0;
-    let mut count = 0;
+    let mut count: usize = 0;
     for part in rest.split(':') {
         if part.len() != 2 || count == 3 {
             return None;
@@ -143,7 +143,7 @@ fn parse_offset(s: &str) -> Option<i64> {
         secs = secs * 60 + v;
         count += 1;
     }
-    secs *= [3600, 60, 1][count - 1];
+    secs *= [3600, 60, 1].get(count.checked_sub(1)?)?;
     Some(sign * secs)
 }
 

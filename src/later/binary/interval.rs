@@ -176,8 +176,10 @@ fn iso_8601(s: &str) -> Option<Sum> {
             continue;
         }
         let end = rest.find(|c: char| c.is_ascii_alphabetic())?;
-        let (num, unit) = (&rest[..end], rest.as_bytes()[end]);
-        rest = &rest[end + 1..];
+        let (num, unit_on) = rest.split_at_checked(end)?;
+        // The unit is one ASCII letter: the text after it starts at a char boundary.
+        let unit = *unit_on.as_bytes().first()?;
+        rest = unit_on.get(1..)?;
         match (in_time, unit) {
             (false, b'Y') => sum.months += signed(num)? * 12,
             (false, b'M') => sum.months += signed(num)?,

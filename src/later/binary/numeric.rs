@@ -104,9 +104,9 @@ pub fn to_binary(text: &[u8], out: &mut BytesMut) -> Result<(), ConvertError> {
         (Some(first), Some(last)) => {
             weight -= first as i64;
             let sign = if negative { NUMERIC_NEG } else { NUMERIC_POS };
-            (&digits[first..=last], weight, sign)
+            (digits.get(first..=last).unwrap_or_default(), weight, sign)
         }
-        _ => (&digits[..0], 0, NUMERIC_POS),
+        _ => (&[][..], 0, NUMERIC_POS),
     };
     let weight = i16::try_from(weight).map_err(|_| bad("value out of range"))?;
     // numeric_send writes ndigits with pq_sendint16, i.e. its low 16 bits.
