@@ -51,6 +51,10 @@ pub fn classify_prefix(sql: &[u8]) -> Prefix {
     let Some(rest) = skip_blank(sql) else {
         return Prefix::Maybe;
     };
+    // A text cut after the first byte of `--` or `/*`: a comment may come, then a command.
+    if rest == b"-" || rest == b"/" {
+        return Prefix::Maybe;
+    }
     // Compare what we have against each keyword: `select` is told from `show` by byte 2.
     let could_be = |word: &[u8]| {
         let n = rest.len().min(word.len());
@@ -490,6 +494,29 @@ mod tests {
         assert_eq!(classify_prefix(b"SELECT 1"), Prefix::Ordinary);
         assert_eq!(classify_prefix(b"sh"), Prefix::Maybe);
         assert_eq!(classify_prefix(b""), Prefix::Maybe);
+        assert_eq!(classify_prefix(b"-1"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b"/ "), Prefix::Ordinary);
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, command_prefix_cuts): a Query cut by a socket read
+    /// right after the first `-` or `/` of a leading comment was called Ordinary, so the
+    /// relay forwarded `-- c\nLATER SELECT 1` to the server instead of queuing it.
+    #[test]
+    fn a_cut_comment_start_may_still_be_a_command() {
+        for text in [
+            &b"-- c\nLATER SELECT 1"[..],
+            b"/* c */ FETCH LATER 1",
+            b" -- x\nshow later",
+        ] {
+            assert!(parse(text).is_some());
+            for cut in 0..=text.len() {
+                assert_eq!(
+                    classify_prefix(&text[..cut]),
+                    Prefix::Maybe,
+                    "cut {cut} of {text:?}"
+                );
+            }
+        }
     }
 
     #[test]
