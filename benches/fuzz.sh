@@ -43,7 +43,8 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test -q --profile fuzz --test fuzz -- --nocapture --test-threads="$threads" \
+# --show-output: each target's lines come whole, after the run (not interleaved).
+cargo test -q --profile fuzz --test fuzz -- --show-output --test-threads="$threads" \
     >"$log" 2>&1 || status=$?
 
 # Per target: cases, findings (and each finding with its minimal input).
