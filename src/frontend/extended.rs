@@ -66,10 +66,31 @@ impl Locals {
         }
     }
 
+    /// Records a pglater statement the server accepted under `name`.
+    pub fn add_statement(&mut self, name: &[u8], statement: Arc<Statement>) {
+        self.statements.insert(name.to_vec(), statement);
+    }
+
+    /// Records a portal bound to a pglater statement under `name`.
+    pub fn add_portal(&mut self, name: &[u8], portal: Portal) {
+        self.portals.insert(name.to_vec(), portal);
+    }
+
     fn has(&self, kind: u8, name: &[u8]) -> bool {
         match kind {
             b'S' => self.statements.contains_key(name),
             _ => self.portals.contains_key(name),
+        }
+    }
+
+    /// Whether the name `bytes` start with (terminated, or cut by the read) may be one of
+    /// the client's pglater statements ('S') or portals. Only asked of names longer than
+    /// what the relay sniffs, so the scan of the names costs ordinary traffic nothing.
+    fn may_name(&self, kind: u8, bytes: &[u8]) -> bool {
+        match bytes.iter().position(|&b| b == 0) {
+            Some(end) => self.has(kind, bytes.get(..end).unwrap_or_default()),
+            None if kind == b'S' => self.statements.keys().any(|n| n.starts_with(bytes)),
+            None => self.portals.keys().any(|n| n.starts_with(bytes)),
         }
     }
 }
@@ -77,8 +98,9 @@ impl Locals {
 /// Decides about the message starting `body` (`avail` bytes of its `total` are here).
 /// Ordinary traffic pays a look at the first bytes of Query and Parse texts, and, only while
 /// the client holds pglater statements, a look at the names in Bind, Describe, Execute, Close.
+/// Pure (the service's `max_script_bytes` is all it needs of it), so it can be fuzzed.
 pub fn look(
-    later: &Later,
+    max_script_bytes: usize,
     locals: &Locals,
     tag: u8,
     body: &[u8],
@@ -86,7 +108,7 @@ pub fn look(
     avail: usize,
 ) -> Look {
     let whole = avail >= total;
-    let limit = later.config().max_script_bytes + SNIFF;
+    let limit = max_script_bytes.saturating_add(SNIFF);
     // Needs the whole message: hold it if it may be held, else refuse it.
     let need_whole = || match (whole, total <= limit) {
         (true, _) => Look::Mine,
@@ -110,10 +132,12 @@ pub fn look(
         }
         b'P' => {
             let Some(start) = Parse::query_start(body) else {
-                return if whole || body.len() >= SNIFF {
-                    Look::Forward
-                } else {
-                    Look::Hold
+                // The read ended inside the name: the text after it may make it ours.
+                return match (whole, body.len() < SNIFF || total <= limit) {
+                    (true, _) => Look::Forward,
+                    (false, true) => Look::Hold,
+                    (false, false) if locals.may_name(b'S', body) => Look::Refuse,
+                    (false, false) => Look::Forward,
                 };
             };
             let name = body.get(..start.saturating_sub(1)).unwrap_or_default();
@@ -137,17 +161,35 @@ pub fn look(
                         Look::Forward
                     }
                 }
-                _ if whole || body.len() >= SNIFF => Look::Forward,
-                _ => Look::Hold,
+                _ if whole => Look::Forward,
+                _ if body.len() < SNIFF => Look::Hold,
+                // The read ended inside a name: it may still be one of ours.
+                _ => {
+                    let ours = match body.iter().position(|&b| b == 0) {
+                        // The statement's name is still to come: any of ours may be it.
+                        None => locals.may_name(b'P', body) || !locals.statements.is_empty(),
+                        Some(end) => {
+                            let (portal, rest) = body.split_at(end);
+                            locals.portals.contains_key(portal)
+                                || locals.may_name(b'S', rest.get(1..).unwrap_or_default())
+                        }
+                    };
+                    if ours { need_whole() } else { Look::Forward }
+                }
             }
         }
         b'D' | b'C' | b'E' => {
             if !whole {
-                return if body.len() >= SNIFF {
-                    Look::Forward
-                } else {
-                    Look::Hold
+                if body.len() < SNIFF {
+                    return Look::Hold;
+                }
+                // Past SNIFF bytes the name may still be cut: ours if it may be one of ours.
+                let ours = match (tag, body.split_first()) {
+                    (b'E', _) => locals.may_name(b'P', body),
+                    (_, Some((&kind, name))) => locals.may_name(kind, name),
+                    (_, None) => false,
                 };
+                return if ours { need_whole() } else { Look::Forward };
             }
             let local = match tag {
                 b'E' => Execute::read(body).is_some_and(|e| locals.portals.contains_key(e.portal)),
@@ -228,9 +270,7 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
                         probe(shared, Request::Parse, Probe::default(), &msg, upstream).await?;
                     match outcome {
                         ProbeOutcome::Answered => {
-                            locals
-                                .statements
-                                .insert(parse.name.to_vec(), Arc::new(stmt));
+                            locals.add_statement(parse.name, Arc::new(stmt));
                         }
                         // The server drops the unnamed statement before it parses.
                         ProbeOutcome::Failed if parse.name.is_empty() => {
@@ -272,9 +312,7 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
                 probe(shared, Request::Bind, Probe::default(), forwarded, upstream).await?;
             match (outcome, statement) {
                 (ProbeOutcome::Answered, Some(stmt)) => {
-                    locals
-                        .portals
-                        .insert(bind.portal.to_vec(), Portal::bind(stmt, &bind));
+                    locals.add_portal(bind.portal, Portal::bind(stmt, &bind));
                 }
                 (ProbeOutcome::Answered, None) => {
                     locals.portals.remove(bind.portal);
@@ -447,4 +485,73 @@ async fn skip_to_sync<W: AsyncWrite + Unpin>(
     probe(shared, Request::DescribePortal, swallow, &failing, upstream)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::request::bind_message;
+
+    const MAX: usize = 1 << 20;
+
+    fn locals_named(name: &[u8]) -> Locals {
+        let mut locals = Locals::default();
+        let text = b"LATER SELECT 1";
+        let cmd = command::parse_statement(text).unwrap_or_else(|| unreachable!());
+        let stmt = Arc::new(Statement::prepare(text, cmd, Vec::new()).1);
+        let bind = bind_message(name, name);
+        let bind = Bind::read(&bind[5..]).unwrap_or_else(|| unreachable!());
+        locals.add_portal(name, Portal::bind(stmt.clone(), &bind));
+        locals.add_statement(name, stmt);
+        locals
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, extended_look): a message naming one of the client's
+    /// pglater statements or portals by a name longer than SNIFF, cut by a read past SNIFF
+    /// bytes, was forwarded: an Execute of a LATER portal then ran the statement on the
+    /// server at once instead of queuing it. It is held until whole, as when cut earlier.
+    #[test]
+    fn a_long_local_name_cut_by_a_read_is_held() {
+        let name = vec![b'n'; SNIFF + 100];
+        let locals = locals_named(&name);
+        let mut execute = name.clone();
+        execute.extend_from_slice(&[0, 0, 0, 0, 0]);
+        let mut describe = vec![b'P'];
+        describe.extend_from_slice(&name);
+        describe.push(0);
+        let bind = bind_message(b"", &name);
+        let mut long_portal = name.clone();
+        long_portal.push(b'x');
+        let bind_long_portal = bind_message(&long_portal, &name);
+        let parse = request::parse_message(&name, b"SELECT 1", &[]);
+        for (tag, body) in [
+            (b'E', &execute[..]),
+            (b'D', &describe[..]),
+            (b'C', &describe[..]),
+            (b'B', &bind[5..]),
+            (b'B', &bind_long_portal[5..]),
+            (b'P', &parse[5..]),
+        ] {
+            let total = body.len() + 5;
+            assert_eq!(look(MAX, &locals, tag, body, total, total), Look::Mine);
+            for cut in [SNIFF - 1, SNIFF, SNIFF + 50, body.len() - 1] {
+                let got = look(MAX, &locals, tag, &body[..cut], total, cut + 5);
+                assert_eq!(got, Look::Hold, "{} cut at {cut}", tag as char);
+            }
+        }
+        // Another long name is not ours: forwarded once SNIFF bytes show it.
+        let mut other = vec![b'n'; SNIFF];
+        other.push(b'x');
+        other.push(0);
+        other.extend_from_slice(&[0, 0, 0, 0]);
+        let total = other.len() + 5;
+        let got = look(MAX, &locals, b'E', &other[..SNIFF + 1], total, SNIFF + 6);
+        assert_eq!(got, Look::Forward);
+        // A Parse cut inside a long name may still be a LATER: held within the limit.
+        let parse = request::parse_message(&other[..SNIFF + 1], b"LATER SELECT 1", &[]);
+        let total = parse.len();
+        let empty = Locals::default();
+        let got = look(MAX, &empty, b'P', &parse[5..SNIFF + 5], total, SNIFF + 5);
+        assert_eq!(got, Look::Hold);
+    }
 }

@@ -37,7 +37,7 @@ const VIOLATION_GRACE: Duration = Duration::from_secs(5);
 /// How much a client may send ahead while the proxy answers one of its commands.
 const READ_AHEAD: usize = 64 * 1024;
 /// How much of an oversized message is looked at to tell a LATER from anything else.
-pub(super) const SNIFF: usize = 4096;
+pub const SNIFF: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -296,7 +296,10 @@ where
             let avail = buf.len() - pos;
             let body = &buf[pos + 5..pos + total.min(avail)];
             let look = match shared.later {
-                Some(later) => extended::look(later, &locals, tag, body, total, avail),
+                Some(later) => {
+                    let max = later.config().max_script_bytes;
+                    extended::look(max, &locals, tag, body, total, avail)
+                }
                 None => Look::Forward,
             };
             match look {

@@ -51,6 +51,10 @@ pub fn classify_prefix(sql: &[u8]) -> Prefix {
     let Some(rest) = skip_blank(sql) else {
         return Prefix::Maybe;
     };
+    // A text cut after the first byte of `--` or `/*`: a comment may come, then a command.
+    if rest == b"-" || rest == b"/" {
+        return Prefix::Maybe;
+    }
     // Compare what we have against each keyword: `select` is told from `show` by byte 2.
     let could_be = |word: &[u8]| {
         let n = rest.len().min(word.len());
@@ -311,15 +315,16 @@ fn trim_semicolons(mut s: &[u8]) -> &[u8] {
 }
 
 /// Skips whitespace, `-- ...` and nested `/* ... */` comments. None when the text ends
-/// inside a comment (more bytes are needed, or the statement is nothing but a comment).
+/// inside a block comment (more bytes are needed, or PostgreSQL refuses it). A `--` comment
+/// may end the text (PostgreSQL's scanner takes it to the end): nothing is left then.
 fn skip_blank(mut s: &[u8]) -> Option<&[u8]> {
     loop {
         match s {
             [c, rest @ ..] if c.is_ascii_whitespace() => s = rest,
-            [b'-', b'-', rest @ ..] => {
-                let nl = rest.iter().position(|&c| c == b'\n')?;
-                s = rest.get(nl + 1..)?;
-            }
+            [b'-', b'-', rest @ ..] => match rest.iter().position(|&c| c == b'\n') {
+                Some(nl) => s = rest.get(nl + 1..)?,
+                None => return Some(&[]),
+            },
             [b'/', b'*', rest @ ..] => {
                 let mut depth = 1;
                 let mut i = 0;
@@ -487,6 +492,38 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (tests/fuzz.rs, command_parse_generated): a command ending in a
+    /// `--` comment with no newline after it (as drivers send `FETCH LATER 42 -- note`) was
+    /// not recognised, and went to the server, which refused it.
+    #[test]
+    fn a_trailing_line_comment_ends_a_command() {
+        assert_eq!(
+            parse(b"FETCH LATER 42 -- note"),
+            Some(Command::Fetch(id(42), None))
+        );
+        assert_eq!(
+            parse(b"fetch later 42 wait 5 -- x"),
+            Some(Command::Fetch(
+                id(42),
+                Some(Wait::UpTo(std::time::Duration::from_secs(5)))
+            ))
+        );
+        assert_eq!(parse(b"SHOW LATER -- all"), Some(Command::Show(None)));
+        assert_eq!(parse(b"CANCEL LATER 7; -- x"), Some(Command::Cancel(id(7))));
+        assert_eq!(parse(b"LATER -- nothing"), Some(Command::LaterEmpty));
+        assert_eq!(
+            parse(b"LATER SELECT 1 -- kept"),
+            Some(Command::Later(b"SELECT 1 -- kept", None))
+        );
+        // Only a comment: no command; an unterminated block comment is the server's error.
+        assert_eq!(parse(b"-- LATER SELECT 1"), None);
+        assert_eq!(parse(b"SHOW LATER /* x"), None);
+        // What a cut text may still become is unchanged.
+        assert_eq!(classify_prefix(b"-- LATER"), Prefix::Maybe);
+        assert!(!is_later_prefix(b"-- LATER x"));
+        assert_eq!(listening_change(b"-- LISTEN later"), None);
+    }
+
     #[test]
     fn prefix_check_is_conservative() {
         assert_eq!(classify_prefix(b"select 1"), Prefix::Ordinary);
@@ -497,6 +534,29 @@ mod tests {
         assert_eq!(classify_prefix(b"SELECT 1"), Prefix::Ordinary);
         assert_eq!(classify_prefix(b"sh"), Prefix::Maybe);
         assert_eq!(classify_prefix(b""), Prefix::Maybe);
+        assert_eq!(classify_prefix(b"-1"), Prefix::Ordinary);
+        assert_eq!(classify_prefix(b"/ "), Prefix::Ordinary);
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, command_prefix_cuts): a Query cut by a socket read
+    /// right after the first `-` or `/` of a leading comment was called Ordinary, so the
+    /// relay forwarded `-- c\nLATER SELECT 1` to the server instead of queuing it.
+    #[test]
+    fn a_cut_comment_start_may_still_be_a_command() {
+        for text in [
+            &b"-- c\nLATER SELECT 1"[..],
+            b"/* c */ FETCH LATER 1",
+            b" -- x\nshow later",
+        ] {
+            assert!(parse(text).is_some());
+            for cut in 0..=text.len() {
+                assert_eq!(
+                    classify_prefix(&text[..cut]),
+                    Prefix::Maybe,
+                    "cut {cut} of {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

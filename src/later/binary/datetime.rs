@@ -81,9 +81,13 @@ enum Moment {
     },
 }
 
+/// The last year of PostgreSQL's date range (5874897-12-31); no timestamp goes further.
+const MAX_YEAR: i64 = 5_874_897;
+
 /// Days since 2000-01-01 of the printed year (as printed, BC flag separate), month, day.
 fn epoch_days(year: i64, month: i64, day: i64, bc: bool) -> Option<i64> {
-    if year < 1 || !(1..=12).contains(&month) {
+    // A wider year is no date, and would overflow date2j's arithmetic.
+    if !(1..=MAX_YEAR).contains(&year) || !(1..=12).contains(&month) {
         return None;
     }
     let y = if bc { 1 - year } else { year };
@@ -382,6 +386,24 @@ mod tests {
         ] {
             assert!(d(s, "ISO, MDY").is_err(), "{s:?}");
         }
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, binary_garbage): a year of 17 or 18 digits overflowed
+    /// date2j (a panic in debug builds, a wrong day in release) instead of being refused.
+    #[test]
+    fn years_beyond_the_date_range_are_refused() {
+        for s in [
+            "25253000000000000-01-01",
+            "999999999999999999-12-31",
+            "5874898-01-01",
+        ] {
+            assert!(d(s, "ISO, MDY").is_err(), "{s}");
+            assert!(ts(&format!("{s} 00:00:00"), "ISO, MDY").is_err(), "{s}");
+            assert!(tstz(&format!("{s} 00:00:00+00")).is_err(), "{s}");
+        }
+        assert!(d("01/01/999999999999999999", "SQL, MDY").is_err());
+        assert!(ts("Fri Dec 31 23:59:58 999999999999999999", "Postgres, MDY").is_err());
+        assert!(d("5874897-12-31", "ISO, MDY").is_ok());
     }
 
     #[test]
