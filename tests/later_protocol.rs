@@ -327,3 +327,32 @@ fn fetch_with_row_limits_pages_like_a_portal() {
     // numbers of the description included).
     assert_eq!(fetched, direct);
 }
+
+/// PostgreSQL tells statement and portal names apart by their first 63 bytes: a name that
+/// shares them with a LATER statement's is that statement, to the server and to the proxy,
+/// so binding and executing it queues the job instead of running the stand-in statement.
+#[test]
+fn long_names_are_told_apart_as_the_server_does() {
+    let p = proxy("proto_long_names");
+    let mut c = login(p.port);
+    let stem = "s".repeat(63);
+    c.send(&pipeline(&[
+        parse(&format!("{stem}_one"), "LATER SELECT 7 AS v"),
+        bind("", &format!("{stem}_two"), &[]),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]))
+    .unwrap();
+    let msgs = c.read_until_ready();
+    assert_eq!(tags(&msgs), "12TDCZ", "{msgs:?}");
+    // LATER's description and row, not the stand-in's.
+    assert!(
+        msgs[2].1.windows(7).any(|w| w == b"job_id\0"),
+        "{:?}",
+        msgs[2]
+    );
+    let id = column(&msgs[3].1, 0).unwrap();
+    let fetched = wait_job(&mut c, &id);
+    assert_eq!(column(&fetched[1].1, 0).as_deref(), Some("7"));
+}

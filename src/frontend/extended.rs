@@ -46,11 +46,55 @@ pub enum Broken {
     Upstream,
 }
 
+/// PostgreSQL keys prepared statements and portals by the first NAMEDATALEN - 1 bytes of
+/// their names: two names that share them are one object to the server, and must be one to
+/// the proxy too (else a forwarded Execute under the other name would run a LATER's stand-in).
+const NAME_KEY: usize = 63;
+
+fn name_key(name: &[u8]) -> &[u8] {
+    name.get(..NAME_KEY).unwrap_or(name)
+}
+
+/// Statements or portals by name, as the server tells names apart.
+pub struct Names<T>(HashMap<Vec<u8>, T>);
+
+impl<T> Default for Names<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T> Names<T> {
+    fn insert(&mut self, name: &[u8], value: T) {
+        self.0.insert(name_key(name).to_vec(), value);
+    }
+    fn get(&self, name: &[u8]) -> Option<&T> {
+        self.0.get(name_key(name))
+    }
+    fn get_mut(&mut self, name: &[u8]) -> Option<&mut T> {
+        self.0.get_mut(name_key(name))
+    }
+    fn remove(&mut self, name: &[u8]) -> Option<T> {
+        self.0.remove(name_key(name))
+    }
+    fn contains_key(&self, name: &[u8]) -> bool {
+        self.0.contains_key(name_key(name))
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Whether a name that starts with `prefix` (cut by a read) may be one of these.
+    fn may_start(&self, prefix: &[u8]) -> bool {
+        let prefix = name_key(prefix);
+        self.0.keys().any(|n| n.starts_with(prefix))
+    }
+}
+
 /// The client's pglater statements and portals, by the names it gave them.
 #[derive(Default)]
 pub struct Locals {
-    statements: HashMap<Vec<u8>, Arc<Statement>>,
-    portals: HashMap<Vec<u8>, Portal>,
+    statements: Names<Arc<Statement>>,
+    portals: Names<Portal>,
 }
 
 impl Locals {
@@ -68,12 +112,12 @@ impl Locals {
 
     /// Records a pglater statement the server accepted under `name`.
     pub fn add_statement(&mut self, name: &[u8], statement: Arc<Statement>) {
-        self.statements.insert(name.to_vec(), statement);
+        self.statements.insert(name, statement);
     }
 
     /// Records a portal bound to a pglater statement under `name`.
     pub fn add_portal(&mut self, name: &[u8], portal: Portal) {
-        self.portals.insert(name.to_vec(), portal);
+        self.portals.insert(name, portal);
     }
 
     fn has(&self, kind: u8, name: &[u8]) -> bool {
@@ -89,8 +133,8 @@ impl Locals {
     fn may_name(&self, kind: u8, bytes: &[u8]) -> bool {
         match bytes.iter().position(|&b| b == 0) {
             Some(end) => self.has(kind, bytes.get(..end).unwrap_or_default()),
-            None if kind == b'S' => self.statements.keys().any(|n| n.starts_with(bytes)),
-            None => self.portals.keys().any(|n| n.starts_with(bytes)),
+            None if kind == b'S' => self.statements.may_start(bytes),
+            None => self.portals.may_start(bytes),
         }
     }
 }
