@@ -23,6 +23,7 @@
 )]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod frontend;
 pub mod later;
