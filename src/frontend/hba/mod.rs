@@ -5,12 +5,14 @@
 //!
 //! The file is read whole (`parse`), then each login walks its lines first-match
 //! (`matching`); `+group` and `samerole` ask the server which roles the user belongs to
-//! (`roles`).
+//! (`roles`), and `admit` puts the three together for a session.
 
+mod admit;
 mod matching;
 mod parse;
 pub mod roles;
 
+pub use admit::admit;
 pub use matching::{Login, Origin, Replication, Verdict, check, no_entry, rejected};
 pub use roles::{RoleSet, Roles};
 
