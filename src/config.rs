@@ -1,10 +1,12 @@
 //! Configuration: config.toml, overridden by environment variables and command-line flags.
 
+use crate::frontend::hba::Hba;
 use crate::later::limits::Limits;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
@@ -73,6 +75,9 @@ pub struct Cli {
     /// Client authentication.
     #[arg(long, env = "PGLATER_AUTH")]
     pub auth: Option<AuthMode>,
+    /// Address rules in pg_hba.conf's format, checked at each login (instead of `auth`).
+    #[arg(long, env = "PGLATER_HBA_FILE")]
+    pub hba_file: Option<PathBuf>,
     /// Also listen on DIR/.s.PGSQL.<port>.
     #[arg(long, env = "PGLATER_UNIX_SOCKET_DIR")]
     pub unix_socket_dir: Option<PathBuf>,
@@ -142,6 +147,7 @@ struct FileConfig {
     listen: Option<String>,
     unix_socket_dir: Option<PathBuf>,
     auth: Option<AuthMode>,
+    hba_file: Option<PathBuf>,
     startup_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
@@ -281,6 +287,8 @@ pub struct Config {
     pub listen: String,
     pub unix_socket_dir: Option<PathBuf>,
     pub auth: AuthMode,
+    /// The hba_file's rules, read with the rest (a bad file fails the whole load).
+    pub hba: Option<Arc<Hba>>,
     pub startup_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -313,6 +321,10 @@ impl Config {
             }),
             _ => file.tls,
         };
+        let hba = match cli.hba_file.clone().or(file.hba_file) {
+            Some(path) => Some(Arc::new(Hba::load(&path)?)),
+            None => None,
+        };
         let config = Config {
             listen: cli
                 .listen
@@ -321,6 +333,7 @@ impl Config {
                 .unwrap_or_else(|| "127.0.0.1:6432".into()),
             unix_socket_dir: cli.unix_socket_dir.clone().or(file.unix_socket_dir),
             auth: cli.auth.or(file.auth).unwrap_or(AuthMode::Scram),
+            hba,
             startup_timeout: secs(cli.startup_timeout.or(file.startup_timeout_secs), 60),
             shutdown_timeout: secs(cli.shutdown_timeout.or(file.shutdown_timeout_secs), 30),
             log_format: cli
@@ -421,14 +434,21 @@ impl Config {
             if !seen.insert(u.name.as_str()) {
                 bail!("users[{i}].name: user {:?} is listed twice", u.name);
             }
-            if self.auth != AuthMode::Trust && u.password.is_none() && u.scram_verifier.is_none() {
+            // With an hba_file its lines pick the method: a user without a secret can pass
+            // `trust` lines only, and an md5 line with a SCRAM verifier only uses SCRAM.
+            let by_auth = self.hba.is_none();
+            if by_auth
+                && self.auth != AuthMode::Trust
+                && u.password.is_none()
+                && u.scram_verifier.is_none()
+            {
                 bail!(
                     "users[{i}]: user {:?} needs `password` or `scram_verifier` with auth = {:?}",
                     u.name,
                     self.auth
                 );
             }
-            if self.auth == AuthMode::Md5 && u.password.is_none() {
+            if by_auth && self.auth == AuthMode::Md5 && u.password.is_none() {
                 bail!("users[{i}].password: md5 authentication needs a plaintext password");
             }
         }
@@ -523,6 +543,41 @@ mod tests {
         assert!(err.contains("metrics.listen"), "{err}");
         let err = toml::from_str::<FileConfig>("[metrics]\nlisten_on = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn hba_file_is_read_with_the_configuration_and_a_bad_line_is_named() {
+        let dir = std::env::temp_dir().join(format!("pglater-hba-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, bad, toml) = (dir.join("good"), dir.join("bad"), dir.join("c.toml"));
+        std::fs::write(&good, "local all all trust\nhost all all 10.0.0.0/8 md5\n").unwrap();
+        std::fs::write(&bad, "# rules\nhost all all 10.0.0.0/8 ldap\n").unwrap();
+        std::fs::write(
+            &toml,
+            format!("hba_file = {:?}\n", bad.display().to_string()),
+        )
+        .unwrap();
+        let file_only = Cli {
+            config: Some(toml.clone()),
+            ..Cli::default()
+        };
+        let err = format!("{:#}", Config::load(&file_only).unwrap_err());
+        assert!(err.contains("hba_file") && err.contains("line 2"), "{err}");
+        // The flag wins over the file; with rules, users need no secret for `auth`.
+        let cli = Cli {
+            config: Some(toml),
+            hba_file: Some(good),
+            ..Cli::default()
+        };
+        let mut c = Config::load(&cli).unwrap();
+        assert_eq!(c.hba.as_ref().unwrap().rules.len(), 2);
+        c.users.push(UserConfig {
+            name: "a".into(),
+            password: None,
+            scram_verifier: None,
+        });
+        c.validate().unwrap();
+        assert!(Config::load(&Cli::default()).unwrap().hba.is_none());
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn main() {
 }
 
 async fn run(config: Config, cli: Cli) -> Result<()> {
-    warn_if_trust(config.auth);
+    if config.hba.is_none() {
+        warn_if_trust(config.auth);
+    }
     let mut proxy = Proxy::new(config)?;
     if proxy.config.later.enabled {
         proxy.later = Some(Later::start(&proxy.config, proxy.upstream.clone()).await?);

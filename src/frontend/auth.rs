@@ -1,4 +1,5 @@
-//! Authenticating clients: SCRAM-SHA-256 (with -PLUS over TLS), md5, or trust.
+//! Authenticating clients: SCRAM-SHA-256 (with -PLUS over TLS), md5, cleartext password, or
+//! trust.
 
 use super::context::Proxy;
 use super::secrets::{UserSecrets, mock_scram_secret};
@@ -29,20 +30,47 @@ impl From<std::io::Error> for AuthFailure {
     }
 }
 
+/// How a client proves who it is: the method of its hba_file line, else `auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Trust,
+    Scram,
+    /// md5, or SCRAM for a user pglater holds only a SCRAM verifier for (as PostgreSQL does
+    /// for a role whose password is stored as one).
+    Md5,
+    /// The password in cleartext (an hba_file `password` line).
+    Password,
+}
+
+impl From<AuthMode> for ClientAuth {
+    fn from(mode: AuthMode) -> Self {
+        match mode {
+            AuthMode::Trust => ClientAuth::Trust,
+            AuthMode::Scram => ClientAuth::Scram,
+            AuthMode::Md5 => ClientAuth::Md5,
+        }
+    }
+}
+
 pub async fn authenticate(
     proxy: &Proxy,
     client: &mut Stream,
     user: &str,
+    method: ClientAuth,
 ) -> Result<(), AuthFailure> {
     let access = proxy.access.get();
     let secrets = access.users.get(user);
-    let result = match access.auth {
-        AuthMode::Trust => return Ok(()),
-        AuthMode::Md5 => md5(client, user, secrets.and_then(|s| s.password.as_deref())).await,
-        AuthMode::Scram => {
+    let scram_only = secrets.is_some_and(|s| s.password.is_none());
+    let result = match method {
+        ClientAuth::Trust => return Ok(()),
+        ClientAuth::Md5 if !scram_only => {
+            md5(client, user, secrets.and_then(|s| s.password.as_deref())).await
+        }
+        ClientAuth::Scram | ClientAuth::Md5 => {
             let known = secrets.and_then(UserSecrets::scram_secret);
             scram(proxy, client, user, known).await
         }
+        ClientAuth::Password => cleartext(client, user, secrets).await,
     };
     if secrets.is_none() && matches!(result, Err(AuthFailure::Fatal(_))) {
         // The client was told only what a wrong password gets; the log may say more.
@@ -71,6 +99,28 @@ async fn md5(client: &mut Stream, user: &str, password: Option<&str>) -> Result<
     match password {
         Some(pw) if given == md5_hash(user.as_bytes(), pw.as_bytes(), salt) => Ok(()),
         _ => Err(failed(user)),
+    }
+}
+
+/// The password in cleartext, checked as PostgreSQL checks it (against the stored SCRAM
+/// verifier when that is all pglater holds). A user pglater does not know is asked too.
+async fn cleartext(
+    client: &mut Stream,
+    user: &str,
+    secrets: Option<&UserSecrets>,
+) -> Result<(), AuthFailure> {
+    let mut out = BytesMut::new();
+    reply::auth_cleartext(&mut out);
+    send(client, &out).await?;
+    let mut body = read_password_message(client).await?;
+    let given = get_cstr(&mut body).ok_or_else(|| failed(user))?;
+    let Some(secrets) = secrets else {
+        return Err(failed(user));
+    };
+    if secrets.accepts_password(&given).await {
+        Ok(())
+    } else {
+        Err(failed(user))
     }
 }
 

@@ -1,9 +1,11 @@
 //! Everything a session needs that outlives it.
 
 use super::cancel::CancelKeys;
+use super::hba::Roles;
 use super::secrets::Access;
 use crate::config::Config;
 use crate::later::Later;
+use crate::later::store::{STORE_SESSION_OPTIONS, with_options};
 use crate::live::Live;
 use crate::upstream::Upstream;
 use anyhow::{Context, Result};
@@ -11,7 +13,7 @@ use pgwire::api::auth::sasl::scram::ScramServerAuth;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 pub struct Proxy {
     pub config: Config,
@@ -20,8 +22,10 @@ pub struct Proxy {
     /// SCRAM for TLS clients, bound to our certificate (SCRAM-SHA-256-PLUS).
     pub scram_tls: ScramServerAuth,
     pub scram_plain: ScramServerAuth,
-    /// Users and the authentication mode (SIGHUP reloads them).
+    /// Users, the authentication mode and the hba_file's rules (SIGHUP reloads them).
     pub access: Live<Access>,
+    /// Role memberships for hba_file lines with `+group` or `samerole`.
+    pub roles: Roles,
     pub cancel_keys: CancelKeys,
     /// Fired when the shutdown grace period is over: sessions close.
     pub force_close: CancellationToken,
@@ -41,7 +45,14 @@ impl Proxy {
                 .configure_certificate(&pem)
                 .map_err(|e| anyhow::anyhow!("tls.cert: {e}"))?;
         }
-        let access = Live::new(Access::from_config(&config)?);
+        let access = Access::from_config(&config)?;
+        warn_hba(&access);
+        let access = Live::new(access);
+        let roles = Roles::new(
+            crate::later::service::store_config(&config)
+                .map(|c| with_options(&c, STORE_SESSION_OPTIONS))
+                .map_err(|e| format!("{e:#}")),
+        );
         Ok(Self {
             config,
             upstream,
@@ -49,6 +60,7 @@ impl Proxy {
             scram_tls,
             scram_plain: ScramServerAuth::new(),
             access,
+            roles,
             cancel_keys: CancelKeys::default(),
             force_close: CancellationToken::new(),
             later: None,
@@ -59,7 +71,10 @@ impl Proxy {
     /// sessions and jobs go on. What else changed needs a restart, and says so.
     pub fn reload(&self, config: &Config) -> Result<()> {
         let access = Access::from_config(config)?;
-        crate::config::warn_if_trust(access.auth);
+        if access.hba.is_none() {
+            crate::config::warn_if_trust(access.auth);
+        }
+        warn_hba(&access);
         let was = &self.config;
         crate::config::warn_restart_needed([
             ("listen", config.listen != was.listen),
@@ -81,7 +96,19 @@ impl Proxy {
         if let Some(later) = &self.later {
             later.reload(config);
         }
-        info!(users = config.users.len(), auth = ?config.auth, "configuration reloaded");
+        info!(
+            users = config.users.len(),
+            auth = ?config.auth,
+            hba_lines = config.hba.as_ref().map(|h| h.rules.len()),
+            "configuration reloaded"
+        );
         Ok(())
+    }
+}
+
+/// What the hba_file's lines let through without a (safe) password.
+fn warn_hba(access: &Access) {
+    for w in access.hba.iter().flat_map(|h| h.warnings()) {
+        warn!("{w}");
     }
 }

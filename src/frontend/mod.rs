@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cancel;
 pub mod context;
 pub mod extended;
+pub mod hba;
 pub mod listener;
 pub mod relay;
 pub mod replies;

@@ -1,6 +1,7 @@
 //! Per-user secrets for client authentication, derived once at start so a login costs no
 //! key stretching.
 
+use super::hba::Hba;
 use crate::config::{AuthMode, Config, UserConfig};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -8,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
 use ring::hmac;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 const ITERATIONS: usize = 4096;
 /// Salt length of the verifiers pglater derives (PostgreSQL's default too).
@@ -18,6 +19,8 @@ const SALT_LEN: usize = 16;
 pub struct Access {
     pub auth: AuthMode,
     pub users: HashMap<String, UserSecrets>,
+    /// The hba_file's rules: when set, they decide instead of `auth`.
+    pub hba: Option<Arc<Hba>>,
 }
 
 impl Access {
@@ -30,6 +33,7 @@ impl Access {
         Ok(Access {
             auth: config.auth,
             users,
+            hba: config.hba.clone(),
         })
     }
 
@@ -78,6 +82,24 @@ impl UserSecrets {
             password: u.password.clone(),
             scram,
         })
+    }
+
+    /// Whether `given` is the user's password (a cleartext login). Checked against the SCRAM
+    /// verifier, as PostgreSQL checks a cleartext password against a stored one: its
+    /// ServerKey is HMAC(SaltedPassword, "Server Key"), compared in constant time. The key
+    /// stretching runs off the session's thread.
+    pub async fn accepts_password(&self, given: &str) -> bool {
+        let Some(v) = self.scram.clone() else {
+            return false;
+        };
+        let given = given.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let salted = gen_salted_password(&given, &v.salt, v.iterations);
+            let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+            hmac::verify(&key, b"Server Key", &v.server_key).is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub fn scram_secret(&self) -> Option<ScramSecret> {
@@ -138,6 +160,27 @@ mod tests {
         assert_eq!(p.iterations, 4096);
         assert_eq!(p.salt, b"saltsaltsaltsalt");
         assert!(parse_verifier("md5abc").is_err());
+    }
+
+    /// A cleartext password is checked against the verifier, as PostgreSQL does.
+    #[tokio::test]
+    async fn cleartext_passwords_are_checked_against_the_verifier() {
+        let plain = UserSecrets::from_config(&UserConfig {
+            name: "a".into(),
+            password: Some("pa55 wörd".into()),
+            scram_verifier: None,
+        })
+        .unwrap();
+        assert!(plain.accepts_password("pa55 wörd").await);
+        assert!(!plain.accepts_password("pa55 word").await);
+        assert!(!plain.accepts_password("").await);
+        let none = UserSecrets::from_config(&UserConfig {
+            name: "b".into(),
+            password: None,
+            scram_verifier: None,
+        })
+        .unwrap();
+        assert!(!none.accepts_password("").await);
     }
 
     fn salt_of(secret: &ScramSecret) -> Vec<u8> {

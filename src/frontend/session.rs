@@ -143,7 +143,15 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
     let database = startup.database().to_owned();
     let startup_settings = startup.settings();
 
-    match authenticate(proxy, &mut client, &user).await {
+    let method = match super::hba::admit(proxy, &client, &startup, &user).await {
+        Ok(method) => method,
+        Err(e) => {
+            info!(%peer, %user, %database, error = %e, "client authentication failed");
+            fatal(&mut client, e).await;
+            return None;
+        }
+    };
+    match authenticate(proxy, &mut client, &user, method).await {
         Ok(()) => {}
         Err(AuthFailure::Fatal(e)) => {
             info!(%peer, %user, %database, error = %e, "client authentication failed");

@@ -284,7 +284,7 @@ fn enqueuer(
 
 /// The store connection: `later.store_url`, else database `postgres` on the upstream as role
 /// `postgres` (with that user's configured password, if any).
-fn store_config(config: &Config) -> Result<tokio_postgres::Config> {
+pub fn store_config(config: &Config) -> Result<tokio_postgres::Config> {
     if let Some(url) = &config.later.store_url {
         return url
             .parse()

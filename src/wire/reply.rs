@@ -97,6 +97,10 @@ pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
     );
 }
 
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    encode(&Authentication::CleartextPassword, buf);
+}
+
 pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     encode(&Authentication::MD5Password(salt.to_vec()), buf);
 }

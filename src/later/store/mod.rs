@@ -547,7 +547,7 @@ impl Store {
 }
 
 /// `config` with `options` added to the ones it has (e.g. from the store URL).
-fn with_options(config: &tokio_postgres::Config, options: &str) -> tokio_postgres::Config {
+pub fn with_options(config: &tokio_postgres::Config, options: &str) -> tokio_postgres::Config {
     let mut c = config.clone();
     match config.get_options() {
         Some(given) if !given.is_empty() => c.options(format!("{given} {options}")),
