@@ -34,6 +34,11 @@ fn xor(a: &Key, b: &Key) -> Key {
     out
 }
 
+/// Compares keys without an early exit (the time taken says nothing of where they differ).
+fn equal_in_constant_time(a: &Key, b: &Key) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// StoredKey = H(ClientKey).
 pub fn stored_key(client_key: &Key) -> Key {
     sha256(client_key)
@@ -60,13 +65,17 @@ pub fn recover_client_key(
 ) -> Option<Zeroizing<Key>> {
     let proof: Key = proof.try_into().ok()?;
     let key = Zeroizing::new(xor(&proof, &hmac_sha256(stored, auth_message)));
-    (ring::constant_time::verify_slices_are_equal(&stored_key(&key), stored).is_ok()).then_some(key)
+    equal_in_constant_time(&stored_key(&key), stored).then_some(key)
 }
 
 /// The AuthMessage of an exchange from its three messages as sent: client-first (with its
 /// GS2 header, which the AuthMessage leaves out), server-first, and client-final (whose
 /// proof it leaves out). None if they are not SCRAM messages.
-pub fn auth_message(client_first: &[u8], server_first: &[u8], client_final: &[u8]) -> Option<Vec<u8>> {
+pub fn auth_message(
+    client_first: &[u8],
+    server_first: &[u8],
+    client_final: &[u8],
+) -> Option<Vec<u8>> {
     let bare = gs2_stripped(client_first)?;
     let without_proof = proof_stripped(client_final)?.0;
     let mut m = Vec::with_capacity(bare.len() + server_first.len() + without_proof.len() + 2);
@@ -80,10 +89,7 @@ pub fn auth_message(client_first: &[u8], server_first: &[u8], client_final: &[u8
 
 /// client-first-message-bare: what follows `gs2-cbind-flag "," [authzid] ","`.
 fn gs2_stripped(client_first: &[u8]) -> Option<&[u8]> {
-    let mut commas = client_first
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b',');
+    let mut commas = client_first.iter().enumerate().filter(|(_, c)| **c == b',');
     let (second, _) = commas.nth(1)?;
     client_first.get(second + 1..)
 }
@@ -102,7 +108,8 @@ mod tests {
 
     /// RFC 7677's example: user "user", password "pencil".
     const CLIENT_FIRST: &[u8] = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
-    const SERVER_FIRST: &[u8] = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const SERVER_FIRST: &[u8] =
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
     const CLIENT_FINAL: &[u8] = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     const SERVER_SIGNATURE: &str = "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
 
