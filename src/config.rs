@@ -28,6 +28,22 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// What the upstream is: PostgreSQL itself, or a connection pooler in front of it (PgBouncer
+/// and the like), which refuses most startup parameters and, in transaction mode, gives each
+/// transaction whichever server connection is free. It decides how a job's session settings
+/// reach the server (see `later::placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// PostgreSQL itself: settings are startup parameters.
+    #[default]
+    None,
+    /// A pooler in session mode: settings are SET once the session is open.
+    Session,
+    /// A pooler in transaction mode: settings are SET LOCAL in the job's own transaction.
+    Transaction,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -135,6 +151,9 @@ pub struct Cli {
     /// CA certificates (PEM) that verify the upstream's certificate.
     #[arg(long, env = "PGLATER_UPSTREAM_SSLROOTCERT")]
     pub upstream_sslrootcert: Option<PathBuf>,
+    /// The upstream is a connection pooler (PgBouncer) in this pool mode (default: none).
+    #[arg(long, env = "PGLATER_UPSTREAM_POOLER")]
+    pub upstream_pooler: Option<Pooler>,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (default: no endpoint).
     #[arg(long, env = "PGLATER_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -240,6 +259,7 @@ struct FileUpstream {
     sslmode: Option<SslMode>,
     sslrootcert: Option<PathBuf>,
     connect_timeout_secs: Option<u64>,
+    pooler: Option<Pooler>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +299,7 @@ pub struct UpstreamConfig {
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Duration,
+    pub pooler: Pooler,
 }
 
 /// The effective configuration.
@@ -360,6 +381,10 @@ impl Config {
                     .clone()
                     .or(file.upstream.sslrootcert),
                 connect_timeout: secs(file.upstream.connect_timeout_secs, 10),
+                pooler: cli
+                    .upstream_pooler
+                    .or(file.upstream.pooler)
+                    .unwrap_or_default(),
             },
             later: LaterConfig {
                 enabled: !cli.no_later && file.later.enabled.unwrap_or(true),
@@ -459,6 +484,18 @@ impl Config {
         {
             bail!("upstream.sslrootcert: required by sslmode verify-ca / verify-full");
         }
+        // The store LISTENs for wake-ups and cancels, keeps prepared statements and takes a
+        // session advisory lock to migrate: none of that survives a pooler in transaction
+        // mode, and the default store is the upstream.
+        if self.upstream.pooler != Pooler::None
+            && self.later.enabled
+            && self.later.store_url.is_none()
+        {
+            bail!(
+                "later.store_url: required when upstream.pooler is set: the job store must be \
+                 reached directly, not through the pooler (pglater LISTENs on it)"
+            );
+        }
         Ok(())
     }
 
@@ -530,6 +567,36 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.upstream.port, 7);
         assert_eq!(c.auth, AuthMode::Trust);
+    }
+
+    #[test]
+    fn a_pooler_is_named_in_the_file_and_needs_a_store_of_its_own() {
+        let file: FileConfig = toml::from_str("[upstream]\npooler = \"transaction\"").unwrap();
+        assert_eq!(file.upstream.pooler, Some(Pooler::Transaction));
+        assert!(toml::from_str::<FileConfig>("[upstream]\npooler = \"statement\"").is_err());
+        assert_eq!(
+            Config::load(&Cli::default()).unwrap().upstream.pooler,
+            Pooler::None
+        );
+        let cli = Cli {
+            upstream_pooler: Some(Pooler::Session),
+            ..Cli::default()
+        };
+        let err = format!("{:#}", Config::load(&cli).unwrap_err());
+        assert!(err.contains("later.store_url"), "{err}");
+        for cli in [
+            Cli {
+                store_url: Some("postgres://127.0.0.1/postgres".into()),
+                ..cli
+            },
+            Cli {
+                upstream_pooler: Some(Pooler::Session),
+                no_later: true,
+                ..Cli::default()
+            },
+        ] {
+            assert_eq!(Config::load(&cli).unwrap().upstream.pooler, Pooler::Session);
+        }
     }
 
     #[test]

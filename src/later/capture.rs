@@ -5,6 +5,7 @@
 use super::conn::JobConn;
 use super::id::JobId;
 use super::job::{Attempt, BoundParams, JobState, Outcome};
+use super::placement::Prelude;
 use super::store::Store;
 use crate::upstream::Upstream;
 use crate::upstream::cancel::send_cancel;
@@ -214,29 +215,74 @@ fn kept(tag: u8) -> bool {
     )
 }
 
-/// Runs `script` and captures its results; returns the outcome and the final transaction
-/// status. An Err means the connection broke: the job's outcome is unknown.
+/// Runs `script` (behind `prelude`, if any: see `later::placement`) and captures its
+/// results; returns the outcome and the final transaction status. An Err means the
+/// connection broke: the job's outcome is unknown.
 pub async fn run(
     conn: &mut JobConn,
     upstream: &Upstream,
     script: &[u8],
     params: Option<&BoundParams>,
+    prelude: Option<&Prelude>,
     sink: &mut Sink<'_>,
 ) -> Result<u8, CaptureError> {
-    match params {
-        None => conn.send_query(script).await,
-        Some(p) => conn.send_statement(script, p).await,
-    }
-    .map_err(CaptureError::Io)?;
     // The connection's own read buffer, reused from job to job.
     let mut buf = std::mem::take(&mut conn.read_buf);
     if buf.capacity() == 0 {
         buf.reserve(READ_BUF);
     }
-    let result = read_replies(conn, upstream, script, sink, &mut buf).await;
+    let mut prelude = prelude;
+    let result = loop {
+        let sent = match params {
+            None => conn.send_script(script, prelude).await,
+            Some(p) => conn.send_statement(script, p, prelude).await,
+        };
+        if let Err(e) = sent {
+            break Err(CaptureError::Io(e));
+        }
+        let ahead = Ahead {
+            replies: prelude.map_or(0, |p| p.replies(params.is_some())),
+            chars: match params {
+                None => prelude.map_or(0, |p| p.chars),
+                Some(_) => 0,
+            },
+            retry_alone: prelude.is_some(),
+        };
+        match read_replies(conn, upstream, script, sink, &mut buf, ahead).await {
+            // The script's first statement cannot run in a transaction block (VACUUM,
+            // CREATE INDEX CONCURRENTLY...), which the prelude made it part of: it refused
+            // before doing anything, so it runs again alone, as a direct client of a
+            // transaction pooler would run it, with no session state.
+            Ok(Ended::Retry) => prelude = None,
+            Ok(Ended::Ready(status)) => break Ok(status),
+            Err(e) => break Err(e),
+        }
+    };
     conn.read_buf = buf;
     result
 }
+
+/// What was sent ahead of the script in the same Query or pipeline.
+#[derive(Clone, Copy)]
+struct Ahead {
+    /// Result messages (CommandComplete, DataRow) that answer it: not the job's.
+    replies: usize,
+    /// Its length in characters: the server's error positions count from its start.
+    chars: usize,
+    /// Whether a script refused for running in a transaction block may run again alone.
+    retry_alone: bool,
+}
+
+/// How reading the replies ended.
+enum Ended {
+    /// At ReadyForQuery, with the transaction status.
+    Ready(u8),
+    /// Nothing of the script ran: it must be sent again without the prelude.
+    Retry,
+}
+
+/// PostgreSQL's SQLSTATE for "... cannot run inside a transaction block".
+const ACTIVE_SQL_TRANSACTION: &str = "25001";
 
 /// Reads and captures the replies to `script` up to its ReadyForQuery.
 async fn read_replies(
@@ -245,7 +291,11 @@ async fn read_replies(
     script: &[u8],
     sink: &mut Sink<'_>,
     buf: &mut BytesMut,
-) -> Result<u8, CaptureError> {
+    ahead: Ahead,
+) -> Result<Ended, CaptureError> {
+    // Replies to the prelude still to come, dropped unseen.
+    let mut hidden = ahead.replies;
+    let mut retry = false;
     let mut header = [0u8; 5];
     let mut header_len = 0;
     let mut held = BytesMut::new();
@@ -279,7 +329,10 @@ async fn read_replies(
                         return Err(CaptureError::Protocol("bad message length from server"));
                     }
                     let body = len as usize - 4;
-                    if kept(tag) {
+                    if hidden > 0 && matches!(tag, b'C' | b'D') {
+                        hidden -= 1;
+                        current = Current::Keep(body, false);
+                    } else if kept(tag) {
                         let store = sink.admit(len as usize + 1);
                         sink.count_result(tag);
                         if store {
@@ -318,14 +371,30 @@ async fn read_replies(
                     current = Current::Header;
                     match tag {
                         b'Z' => {
+                            if retry {
+                                return Ok(Ended::Retry);
+                            }
                             let status = held.get(5).copied().unwrap_or(b'I');
                             sink.rows = rows;
                             sink.first_error = first_error;
-                            return Ok(status);
+                            return Ok(Ended::Ready(status));
                         }
                         b'E' => {
                             sink.result_open = false;
                             let mut fields = ErrorFields::parse(held.get(5..).unwrap_or_default());
+                            // The prelude ran whole, and the script's first statement was
+                            // refused before anything of it was kept.
+                            if ahead.retry_alone
+                                && hidden == 0
+                                && sink.bytes == 0
+                                && sink.results == 0
+                                && fields.get(b'C') == Some(ACTIVE_SQL_TRANSACTION)
+                            {
+                                retry = true;
+                                continue;
+                            }
+                            // Replies to the prelude no longer come: the Query stops here.
+                            hidden = 0;
                             // The proxy cancelled it for running too long: say so.
                             let limit_message;
                             if fields.get(b'C') == Some("57014")
@@ -346,7 +415,9 @@ async fn read_replies(
                                 ));
                             }
                             let mut out = BytesMut::new();
-                            relocate_position(&fields, script).encode(b'E', &mut out);
+                            let moved = moved_position(&fields, ahead.chars);
+                            relocate_position(&fields, script, moved.as_deref())
+                                .encode(b'E', &mut out);
                             if sink.admit(out.len()) {
                                 sink.push(&out).await.map_err(CaptureError::Store)?;
                             }
@@ -418,10 +489,26 @@ impl Sink<'_> {
     }
 }
 
+/// The error's position in the script when `chars` characters were sent ahead of it: None
+/// when there is nothing to move, or when it points at what was sent ahead (then the
+/// script has none; see `relocate_position`).
+fn moved_position(fields: &ErrorFields<'_>, chars: usize) -> Option<String> {
+    if chars == 0 {
+        return None;
+    }
+    let position: usize = fields.get(b'P')?.parse().ok()?;
+    Some(position.saturating_sub(chars).to_string())
+}
+
 /// An error position is an offset into the query the client sent; the client fetching the
 /// result sent `FETCH LATER <id>`, so the position is re-expressed against the job's script
 /// (internal position + internal query), which is how clients show a caret in other text.
-fn relocate_position<'a>(fields: &ErrorFields<'a>, script: &'a [u8]) -> ErrorFields<'a> {
+/// `moved` replaces the server's position (see `moved_position`); "0" drops it.
+fn relocate_position<'a>(
+    fields: &ErrorFields<'a>,
+    script: &'a [u8],
+    moved: Option<&'a str>,
+) -> ErrorFields<'a> {
     if fields.get(b'P').is_none() {
         return ErrorFields {
             fields: fields.fields.clone(),
@@ -430,8 +517,11 @@ fn relocate_position<'a>(fields: &ErrorFields<'a>, script: &'a [u8]) -> ErrorFie
     let mut out = Vec::with_capacity(fields.fields.len() + 1);
     for &(code, value) in &fields.fields {
         if code == b'P' {
-            out.push((b'p', value));
-            out.push((b'q', script));
+            let value = moved.map_or(value, str::as_bytes);
+            if value != b"0" {
+                out.push((b'p', value));
+                out.push((b'q', script));
+            }
         } else {
             out.push((code, value));
         }
@@ -445,4 +535,44 @@ pub enum CaptureError {
     Io(io::Error),
     Protocol(&'static str),
     Store(anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_with_position(p: Option<&'static [u8]>) -> ErrorFields<'static> {
+        let mut fields = vec![(b'C', &b"42703"[..])];
+        fields.extend(p.map(|p| (b'P', p)));
+        ErrorFields { fields }
+    }
+
+    #[test]
+    fn positions_are_counted_in_the_script() {
+        let script = &b"SELECT nosuch"[..];
+        // (server position, characters sent ahead) -> fields stored
+        type Fields<'a> = Vec<(u8, &'a [u8])>;
+        let cases: [(Option<&'static [u8]>, usize, Fields); 5] = [
+            (None, 40, vec![(b'C', b"42703")]),
+            (
+                Some(b"8"),
+                0,
+                vec![(b'C', b"42703"), (b'p', b"8"), (b'q', script)],
+            ),
+            (
+                Some(b"48"),
+                40,
+                vec![(b'C', b"42703"), (b'p', b"8"), (b'q', script)],
+            ),
+            // Inside what was sent ahead: the script has no position to show.
+            (Some(b"12"), 40, vec![(b'C', b"42703")]),
+            (Some(b"40"), 40, vec![(b'C', b"42703")]),
+        ];
+        for (position, chars, want) in cases {
+            let fields = error_with_position(position);
+            let moved = moved_position(&fields, chars);
+            let got = relocate_position(&fields, script, moved.as_deref());
+            assert_eq!(got.fields, want, "{position:?} {chars}");
+        }
+    }
 }

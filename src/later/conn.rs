@@ -1,7 +1,9 @@
 //! A raw protocol connection on which jobs run, logged in as the job's owner, in its database,
-//! with its session parameters as startup parameters (so `DISCARD ALL` returns to them).
+//! with its session parameters as startup parameters (so `DISCARD ALL` returns to them), or
+//! behind a pooler as `later::placement` says.
 
 use super::job::{BoundParams, Settings};
+use super::placement::{Prelude, SET_CONFIG_SQL, set_statements};
 use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
@@ -23,14 +25,26 @@ const BACKEND_START_SQL: &str = "SELECT pg_catalog.to_char(a.backend_start AT TI
      'YYYY-MM-DD HH24:MI:SS.US') FROM pg_catalog.pg_stat_activity a \
      WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
 
-/// Which sessions a connection can serve: jobs of the same owner, database and settings.
+/// Which sessions a connection can serve: jobs of the same owner, database and settings
+/// (those a connection holds: see `later::placement`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     pub owner: String,
     pub database: String,
-    pub settings: Settings,
-    /// A re-run after a crash runs with default_transaction_read_only.
-    pub read_only: bool,
+    /// Startup parameters besides user and database.
+    pub startup: Settings,
+    /// SET once logged in, and again after each reset.
+    pub session: Settings,
+}
+
+impl ConnKey {
+    /// The connection's client_encoding: what the text sent on it is encoded in.
+    pub fn encoding(&self) -> &str {
+        self.startup
+            .iter()
+            .find(|(k, _)| k == "client_encoding")
+            .map_or("UTF8", |(_, v)| v.as_str())
+    }
 }
 
 pub struct JobConn {
@@ -41,6 +55,8 @@ pub struct JobConn {
     pub backend_start: String,
     /// Replies of reset statements sent but not read yet.
     pending_resets: usize,
+    /// The SET statements of the key's session settings, in the connection's encoding.
+    session_sql: Option<Vec<u8>>,
     /// Read buffer for captures, kept from job to job.
     pub read_buf: BytesMut,
     /// Counts it among the open upstream connections while it exists.
@@ -67,10 +83,7 @@ impl JobConn {
         password: Option<&str>,
     ) -> Result<JobConn, OpenError> {
         let mut params: Vec<(&str, &str)> = vec![("user", &key.owner), ("database", &key.database)];
-        params.extend(key.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if key.read_only {
-            params.push(("default_transaction_read_only", "on"));
-        }
+        params.extend(key.startup.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut stream = upstream
             .connect()
             .await
@@ -102,9 +115,15 @@ impl JobConn {
             secret,
             backend_start: String::new(),
             pending_resets: 0,
+            session_sql: (!key.session.is_empty()).then(|| {
+                crate::wire::text::encode(&set_statements(&key.session, false), key.encoding())
+            }),
             read_buf: BytesMut::new(),
             _open: crate::admin::metrics::job_upstream_open(),
         };
+        if let Some(sql) = conn.session_sql.clone() {
+            conn.assume(&sql).await?;
+        }
         let start = conn.query_value(BACKEND_START_SQL).await?;
         conn.backend_start = start
             .as_deref()
@@ -114,9 +133,18 @@ impl JobConn {
     }
 
     pub async fn send_query(&mut self, sql: &[u8]) -> io::Result<()> {
-        let mut out = BytesMut::with_capacity(sql.len() + 6);
+        self.send_script(sql, None).await
+    }
+
+    /// Sends a script as one Query, the prelude's statements ahead of it in the same Query.
+    pub async fn send_script(&mut self, sql: &[u8], prelude: Option<&Prelude>) -> io::Result<()> {
+        let ahead = prelude.map_or(&[][..], |p| &p.sql);
+        let len = u32::try_from(ahead.len() + sql.len() + 5)
+            .map_err(|_| io::Error::other("script too long"))?;
+        let mut out = BytesMut::with_capacity(len as usize + 1);
         out.put_u8(b'Q');
-        out.put_u32(sql.len() as u32 + 5);
+        out.put_u32(len);
+        out.put_slice(ahead);
         out.put_slice(sql);
         out.put_u8(0);
         self.stream.write_all(&out).await?;
@@ -125,10 +153,19 @@ impl JobConn {
 
     /// Runs one statement through the extended protocol with its bound parameters, results
     /// in text format: Parse, Bind, Describe (for the RowDescription a simple run would
-    /// give), Execute, Sync, in one write.
-    pub async fn send_statement(&mut self, sql: &[u8], params: &BoundParams) -> io::Result<()> {
+    /// give), Execute, Sync, in one write; the prelude's set_config calls ahead of it,
+    /// before the same Sync.
+    pub async fn send_statement(
+        &mut self,
+        sql: &[u8],
+        params: &BoundParams,
+        prelude: Option<&Prelude>,
+    ) -> io::Result<()> {
         let too_long = || io::Error::other("statement or parameters too long");
         let mut out = BytesMut::with_capacity(sql.len() + params.formats_and_values.len() + 64);
+        if let Some(p) = prelude.filter(|p| !p.pairs.is_empty()) {
+            put_set_configs(&mut out, &p.pairs).map_err(|_| too_long())?;
+        }
         let parse_len = 4 + 1 + sql.len() + 1 + 2 + 4 * params.types.len();
         out.put_u8(b'P');
         out.put_u32(u32::try_from(parse_len).map_err(|_| too_long())?);
@@ -152,8 +189,9 @@ impl JobConn {
         self.stream.flush().await
     }
 
-    /// Runs statements that assume the job's identity (SET SESSION AUTHORIZATION, SET ROLE),
-    /// `sql` already in the connection's client_encoding. The server's refusal is the job's.
+    /// Runs statements that assume the job's identity (SET SESSION AUTHORIZATION, SET ROLE)
+    /// or set its session settings, `sql` already in the connection's client_encoding. The
+    /// server's refusal is the job's.
     pub async fn assume(&mut self, sql: &[u8]) -> Result<(), OpenError> {
         self.send_query(sql).await?;
         let mut refused = None;
@@ -202,6 +240,10 @@ impl JobConn {
         }
         put_query(&mut out, b"DISCARD ALL");
         self.pending_resets += 1;
+        if let Some(sql) = &self.session_sql {
+            put_query(&mut out, sql);
+            self.pending_resets += 1;
+        }
         self.stream.write_all(&out).await?;
         self.stream.flush().await
     }
@@ -234,6 +276,32 @@ fn backend_start_utc(text: &str) -> Option<String> {
             _ => c == s,
         });
     fits.then(|| format!("{text}+00"))
+}
+
+/// Parse of `SET_CONFIG_SQL` (unnamed), then a Bind (text values) and Execute per pair.
+fn put_set_configs(out: &mut BytesMut, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ()> {
+    let sql = SET_CONFIG_SQL.as_bytes();
+    out.put_u8(b'P');
+    out.put_u32((4 + 1 + sql.len() + 1 + 2) as u32);
+    out.put_u8(0);
+    out.put_slice(sql);
+    out.put_u8(0);
+    out.put_u16(0);
+    for (name, value) in pairs {
+        let bind_len = 4 + 1 + 1 + 2 + 2 + 4 + name.len() + 4 + value.len() + 2;
+        out.put_u8(b'B');
+        out.put_u32(u32::try_from(bind_len).map_err(|_| ())?);
+        out.put_slice(&[0, 0]); // unnamed portal, unnamed statement
+        out.put_u16(0); // every parameter in text
+        out.put_u16(2);
+        for v in [name, value] {
+            out.put_u32(u32::try_from(v.len()).map_err(|_| ())?);
+            out.put_slice(v);
+        }
+        out.put_u16(0);
+        out.put_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+    }
+    Ok(())
 }
 
 fn put_query(out: &mut BytesMut, sql: &[u8]) {

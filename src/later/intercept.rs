@@ -9,6 +9,7 @@ use super::limits::{self, Admission};
 use super::service::Later;
 use super::session::SessionState;
 use super::store::ResolveError;
+use crate::config::Pooler;
 use crate::wire::reply::{self, Column, ProxyError};
 use crate::wire::text;
 use bytes::{Bytes, BytesMut};
@@ -176,10 +177,16 @@ pub async fn submit(
     }
     // The client's startup settings, then what the server reports now, then what the
     // session set (a later source wins: startup parameters apply in order). Setting names
-    // are case-insensitive: one entry per setting, the later source winning.
+    // are case-insensitive: one entry per setting, the later source winning. Behind a
+    // pooler the startup packet is not what the server got: the pooler refused it or
+    // dropped what it does not know, and set what it knows with SET (so the session's
+    // settings have those), hence only the server's word counts there.
     let mut settings: Settings = Vec::new();
-    let sources = asker
-        .startup_settings
+    let startup = match later.upstream.config.pooler {
+        Pooler::None => asker.startup_settings.as_slice(),
+        Pooler::Session | Pooler::Transaction => &[],
+    };
+    let sources = startup
         .iter()
         .cloned()
         .chain(

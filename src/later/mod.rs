@@ -14,6 +14,7 @@ pub mod job;
 pub mod limits;
 pub mod listen;
 pub mod notify;
+pub mod placement;
 pub mod portal;
 pub mod rescue;
 pub mod rows;

@@ -126,19 +126,27 @@ impl Identity {
     /// The statement that assumes it, if there is anything to assume: session authorization
     /// first (it resets the role), then the role.
     pub fn statement(&self) -> Option<String> {
+        self.statement_in_scope("")
+    }
+
+    /// `statement` with `scope` after SET: "LOCAL " for the current transaction only.
+    pub fn statement_in_scope(&self, scope: &str) -> Option<String> {
         let mut sql = String::new();
         if let Some(s) = &self.session_authorization {
-            sql.push_str(&format!("SET SESSION AUTHORIZATION {}; ", quote_ident(s)));
+            sql.push_str(&format!(
+                "SET {scope}SESSION AUTHORIZATION {}; ",
+                quote_ident(s)
+            ));
         }
         if let Some(r) = &self.role {
-            sql.push_str(&format!("SET ROLE {}; ", quote_ident(r)));
+            sql.push_str(&format!("SET {scope}ROLE {}; ", quote_ident(r)));
         }
         (!sql.is_empty()).then_some(sql)
     }
 }
 
 /// A double-quoted identifier: any role name, read back exactly.
-fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -6,11 +6,13 @@ use super::capture::{self, CaptureError, Captured, Sink};
 use super::conn::{ConnKey, JobConn, OpenError};
 use super::id::JobId;
 use super::job::{Attempt, ClaimedJob};
+use super::placement::{Prelude, place};
 use super::service::Later;
 use super::session::Identity;
 use super::store::failure::describe;
 use super::store::{BackendRecord, Finish};
 use crate::admin::metrics;
+use crate::config::Pooler;
 use crate::upstream::cancel::send_cancel;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,15 +180,23 @@ async fn gather(idle: &Arc<Semaphore>, permits: &mut Vec<OwnedSemaphorePermit>, 
 async fn run_job(later: &Later, job: ClaimedJob) {
     // The settings in force when the job starts (a reload meanwhile applies to later jobs).
     let config = later.config();
-    // Settings are the connection's startup parameters; the identity is assumed per job.
+    // Settings go where the upstream takes them (see `placement`); the identity is assumed
+    // per job. A re-run after a crash must not be able to write (see rescue).
+    let pooler = later.upstream.config.pooler;
     let mut settings = job.settings.clone();
     let identity = Identity::take_from(&mut settings);
+    let placement = place(settings, job.read_only, pooler);
     let key = ConnKey {
         owner: job.owner.clone(),
         database: job.database.clone(),
-        settings,
-        // A re-run after a crash must not be able to write (see rescue).
-        read_only: job.read_only,
+        startup: placement.startup,
+        session: placement.session,
+    };
+    // Behind a transaction pooler the settings and the identity hold in the job's own
+    // transaction only, so they go with its script.
+    let prelude = match pooler {
+        Pooler::Transaction => Prelude::new(&placement.local, &identity, key.encoding()),
+        _ => None,
     };
     let timed_out = Arc::new(AtomicBool::new(false));
     let mut sink = Sink::new(&later.store, job.id, job.attempt, config.max_result_bytes);
@@ -248,12 +258,11 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             return record(later, &job, sink.failed("58030", why)).await;
         }
     }
-    if let Some(sql) = identity.statement() {
-        let encoding = key
-            .settings
-            .iter()
-            .find(|(k, _)| k == "client_encoding")
-            .map_or("UTF8", |(_, v)| v.as_str());
+    if let Some(sql) = identity
+        .statement()
+        .filter(|_| pooler != Pooler::Transaction)
+    {
+        let encoding = key.encoding();
         // After the start is recorded (the branches above keep the connection for the next
         // job, so it must not hold the identity yet). A refused identity fails the job with
         // the server's error; the connection, which may hold part of it, is not kept.
@@ -280,6 +289,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             &later.upstream,
             &job.script,
             job.params.as_ref(),
+            prelude.as_ref(),
             &mut sink,
         );
         tokio::pin!(run);
