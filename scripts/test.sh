@@ -10,6 +10,8 @@
 # (PGLATER_PYTHON, PGLATER_NODE, PGLATER_JDBC_JAR). It puts PostgreSQL's bin directory first
 # on PATH, then runs
 # `cargo test --all-targets --no-fail-fast` (every test binary runs even after a failure).
+# Debian's pgbouncer is installed too when missing (tests/pgbouncer.rs runs pglater in front
+# of it; PGLATER_PGBOUNCER tells the tests where it is).
 # Extra arguments go to cargo test, e.g.
 #   scripts/test.sh relay            # only tests whose name contains "relay"
 #   scripts/test.sh -- --nocapture
@@ -25,6 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
     log "warning: the integration tests start PostgreSQL with 'runuser -u postgres', which needs root"
 fi
 pg_ensure_installed
+pgbouncer_ensure_installed
 command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
 drivers_ensure_installed "$root"
 

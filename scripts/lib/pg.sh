@@ -4,6 +4,9 @@
 #
 #   pg_ensure_installed     install PostgreSQL (server + client) from Debian packages when
 #                           initdb is missing; export PG_BINDIR and put it first on PATH
+#   pgbouncer_ensure_installed
+#                           install Debian's pgbouncer when it is missing (tests/pgbouncer.rs
+#                           runs pglater in front of it); export PGLATER_PGBOUNCER
 #   pg_free_port            print a TCP port nobody listens on at 127.0.0.1
 #   pg_cluster_start DIR PORT [SETTING...]
 #                           initdb + start a throwaway cluster in DIR (trust auth, listens on
@@ -110,6 +113,31 @@ pg_ensure_installed() {
     *) PATH="$bindir:$PATH" ;;
     esac
     export PATH
+}
+
+# Print the path of pgbouncer (PATH, then Debian's /usr/sbin), or fail.
+pgbouncer_find() {
+    local exe
+    if exe=$(command -v pgbouncer 2>/dev/null); then
+        printf '%s\n' "$exe"
+    elif [ -x /usr/sbin/pgbouncer ]; then
+        printf '%s\n' /usr/sbin/pgbouncer
+    else
+        return 1
+    fi
+}
+
+# Install PgBouncer from Debian's package when missing (its service is not needed: the tests
+# start their own, as the postgres OS user); export PGLATER_PGBOUNCER.
+pgbouncer_ensure_installed() {
+    local exe
+    if ! exe=$(pgbouncer_find); then
+        log "pgbouncer not found: installing it from Debian packages"
+        apt_install pgbouncer
+        exe=$(pgbouncer_find) || die "pgbouncer still not found after installing it"
+    fi
+    PGLATER_PGBOUNCER=$exe
+    export PGLATER_PGBOUNCER
 }
 
 # Run a command as the PostgreSQL OS user (root) or as ourselves (anyone else).
