@@ -383,12 +383,14 @@ async fn read_replies(
                             sink.result_open = false;
                             let mut fields = ErrorFields::parse(held.get(5..).unwrap_or_default());
                             // The prelude ran whole, and the script's first statement was
-                            // refused before anything of it was kept.
+                            // refused before anything of it was kept, at its top level (no
+                            // context: not from inside a function it had started running).
                             if ahead.retry_alone
                                 && hidden == 0
                                 && sink.bytes == 0
                                 && sink.results == 0
                                 && fields.get(b'C') == Some(ACTIVE_SQL_TRANSACTION)
+                                && fields.get(b'W').is_none()
                             {
                                 retry = true;
                                 continue;
