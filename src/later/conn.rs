@@ -2,6 +2,7 @@
 //! with its session parameters as startup parameters (so `DISCARD ALL` returns to them).
 
 use super::job::{BoundParams, Settings};
+use crate::auth::Credential;
 use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
@@ -52,6 +53,9 @@ pub enum OpenError {
     /// The server refused the login: its ErrorResponse, framed.
     Refused(Bytes),
     Failed(String),
+    /// pglater holds no credential for the owner (a user looked up with auth_query whose
+    /// login key this instance has not seen): the job waits.
+    NoKey,
 }
 
 impl From<io::Error> for OpenError {
@@ -64,7 +68,7 @@ impl JobConn {
     pub async fn open(
         upstream: &Upstream,
         key: &ConnKey,
-        password: Option<&str>,
+        credential: Option<&Credential>,
     ) -> Result<JobConn, OpenError> {
         let mut params: Vec<(&str, &str)> = vec![("user", &key.owner), ("database", &key.database)];
         params.extend(key.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -75,7 +79,7 @@ impl JobConn {
             .connect()
             .await
             .map_err(|e| OpenError::Failed(format!("cannot connect to the server: {e}")))?;
-        match login(&mut stream, &build_startup(&params), &key.owner, password).await {
+        match login(&mut stream, &build_startup(&params), &key.owner, credential).await {
             Ok(_) => {}
             Err(LoginError::Server(e)) => return Err(OpenError::Refused(e)),
             Err(LoginError::Proxy(e)) => return Err(OpenError::Refused(e.to_bytes())),

@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+pub mod credentials;
 pub mod ends;
 pub mod failure;
 mod limited;
