@@ -270,3 +270,223 @@ async fn a_slow_lookup_fails_clearly_and_holds_up_no_one() {
         "not within the startup timeout: {took:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Jobs of looked-up users
+// ---------------------------------------------------------------------------
+
+/// A key file in a fresh directory (pglater creates it).
+fn key_file(dir: &TempDir) -> String {
+    dir.path().join("credentials.key").display().to_string()
+}
+
+async fn job_user(c: &tokio_postgres::Client, id: i64) -> String {
+    assert_eq!(later_wait(c, id).await, "succeeded", "job {id}");
+    let rows = simple_rows(&sq(c, &format!("FETCH LATER {id}")).await.unwrap());
+    rows[0][0].clone().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looked_up_users_job_runs_as_that_user() {
+    let proxy = builder("aq_job").start();
+    let carol = try_login(proxy.port, "carol", CAROL_PASSWORD)
+        .await
+        .unwrap();
+    let id = later_submit(&carol, "SELECT session_user::text").await;
+    assert_eq!(job_user(&carol, id).await, "carol");
+}
+
+/// With a key file, a scheduled job of a looked-up user runs after pglater restarts, and on
+/// another instance sharing the store and the key file, without the user logging in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_key_file_jobs_run_after_a_restart_and_on_another_instance() {
+    let pg = setup();
+    let dir = TempDir::new("aq-keys");
+    let key = key_file(&dir);
+    let store = pg.fresh_store("store_aq_keys");
+    let instance = |name: &str| {
+        ProxyBuilder::new(pg)
+            .auth("scram")
+            .user("pglater_auth", Some(AUTH_PASSWORD))
+            .tail("[later]\nadmins = [\"pglater_auth\"]")
+            .args(&["--auth-user", "pglater_auth", "--auth-query", QUERY])
+            .args(&["--credentials-key-file", &key])
+            .instance(&store, name, "2")
+    };
+    let mut a = instance("aq-a").start();
+    let carol = try_login(a.port, "carol", CAROL_PASSWORD).await.unwrap();
+    let after_restart = later_submit(&carol, "IN '3 seconds' SELECT session_user::text").await;
+    drop(carol);
+    let port = a.port;
+    a.kill_hard();
+    let a = instance("aq-a").start_on(port);
+    // Nobody logs in as carol any more: an admin watches.
+    let admin = try_login(a.port, "pglater_auth", AUTH_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(job_user(&admin, after_restart).await, "carol");
+
+    // Another instance, while the first one is gone.
+    let carol = try_login(a.port, "carol", CAROL_PASSWORD).await.unwrap();
+    let elsewhere = later_submit(&carol, "IN '3 seconds' SELECT session_user::text").await;
+    drop((carol, admin, a));
+    let b = instance("aq-b").start();
+    let admin = try_login(b.port, "pglater_auth", AUTH_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(job_user(&admin, elsewhere).await, "carol");
+
+    // The key file is pglater's alone; the store holds only sealed keys.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let sealed = pg.admin_sql_in(
+        "store_aq_keys",
+        "SELECT encode(sealed, 'hex') FROM pglater.credentials WHERE owner = 'carol'",
+    );
+    assert!(!sealed.trim().is_empty(), "no sealed key for carol");
+    let client_key = carol_client_key(pg);
+    assert!(
+        !sealed.contains(&hex(&client_key)),
+        "the ClientKey is in the store"
+    );
+}
+
+/// Without a key file, keys live in memory: after a restart the job waits, and SHOW LATER
+/// says why; carol's next login lets it run.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_key_file_a_job_says_why_it_waits() {
+    let pg = setup();
+    let store = pg.fresh_store("store_aq_nokey");
+    let instance = || {
+        ProxyBuilder::new(pg)
+            .auth("scram")
+            .user("pglater_auth", Some(AUTH_PASSWORD))
+            .tail("[later]\nadmins = [\"pglater_auth\"]")
+            .args(&["--auth-user", "pglater_auth", "--auth-query", QUERY])
+            .instance(&store, "aq-nokey", "2")
+    };
+    let mut a = instance().start();
+    let carol = try_login(a.port, "carol", CAROL_PASSWORD).await.unwrap();
+    let id = later_submit(&carol, "IN '2 seconds' SELECT session_user::text").await;
+    drop(carol);
+    let port = a.port;
+    a.kill_hard();
+    let a = instance().start_on(port);
+    let admin = try_login(a.port, "pglater_auth", AUTH_PASSWORD)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let why = loop {
+        let rows = simple_rows(&sq(&admin, &format!("SHOW LATER {id}")).await.unwrap());
+        let (state, error) = (rows[0][1].clone(), rows[0][8].clone());
+        if let Some(why) = error.filter(|_| state.as_deref() == Some("queued")) {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the job never said why it waits");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        why.contains("login key of carol is unknown") && why.contains("credentials_key_file"),
+        "{why}"
+    );
+    let carol = try_login(a.port, "carol", CAROL_PASSWORD).await.unwrap();
+    assert_eq!(job_user(&carol, id).await, "carol");
+}
+
+#[test]
+fn a_key_file_open_to_others_stops_pglater() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("aq-badkey");
+    let key = key_file(&dir);
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = builder("aq_badkey")
+        .args(&["--credentials-key-file", &key])
+        .try_start()
+        .err()
+        .expect("pglater starts with a key file others can read");
+    assert!(err.contains("credentials_key_file"), "{err}");
+    assert!(!err.contains("0707070707"), "the key's bytes are shown");
+}
+
+/// No password, verifier, ClientKey or key-file content in the log, at debug level.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_of_a_looked_up_user_is_logged() {
+    let pg = setup();
+    let dir = TempDir::new("aq-logkeys");
+    let key = key_file(&dir);
+    let proxy = builder("aq_logs")
+        .env("PGLATER_LOG", "trace")
+        .args(&["--credentials-key-file", &key])
+        .start();
+    let carol = try_login(proxy.port, "carol", CAROL_PASSWORD)
+        .await
+        .unwrap();
+    let id = later_submit(&carol, "SELECT 1").await;
+    later_wait(&carol, id).await;
+    let _ = try_login(proxy.port, "carol", "wrong-password-in-log").await;
+    let dave = builder("aq_logs_md5")
+        .auth("md5")
+        .env("PGLATER_LOG", "trace")
+        .start();
+    try_login(dave.port, "dave", DAVE_PASSWORD).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = proxy.stderr() + &dave.stderr();
+    let verifier = pg.admin_sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
+    let md5 = pg.admin_sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'dave'");
+    let client_key = carol_client_key(pg);
+    let key_bytes = std::fs::read(&key).unwrap();
+    for (what, secret) in [
+        ("carol's password", CAROL_PASSWORD.to_owned()),
+        ("a wrong password", "wrong-password-in-log".to_owned()),
+        ("dave's password", DAVE_PASSWORD.to_owned()),
+        ("carol's verifier", verifier.trim().to_owned()),
+        ("dave's md5 hash", md5.trim().to_owned()),
+        ("carol's ClientKey", hex(&client_key)),
+        ("carol's ClientKey", base64(&client_key)),
+        ("the key file", hex(&key_bytes)),
+        ("the key file", base64(&key_bytes)),
+        ("the auth_user's password", AUTH_PASSWORD.to_owned()),
+    ] {
+        assert!(!log.contains(&secret), "{what} is in the log");
+    }
+    // The verifier's parts too.
+    for part in verifier.trim().split(['$', ':']).filter(|p| p.len() > 8) {
+        assert!(
+            !log.contains(part),
+            "part of carol's verifier is in the log"
+        );
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn base64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// carol's ClientKey, from her password and the salt the server keeps.
+fn carol_client_key(pg: &TestPg) -> Vec<u8> {
+    use base64::Engine;
+    let verifier = pg.admin_sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
+    let rest = verifier.trim().strip_prefix("SCRAM-SHA-256$").unwrap();
+    let (iter_salt, _) = rest.split_once('$').unwrap();
+    let (iter, salt) = iter_salt.split_once(':').unwrap();
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(salt)
+        .unwrap();
+    let mut salted = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iter.parse().unwrap()).unwrap(),
+        &salt,
+        CAROL_PASSWORD.as_bytes(),
+        &mut salted,
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salted);
+    ring::hmac::sign(&key, b"Client Key").as_ref().to_vec()
+}
