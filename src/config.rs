@@ -94,6 +94,18 @@ pub struct Cli {
     /// Address rules in pg_hba.conf's format, checked at each login (instead of `auth`).
     #[arg(long, env = "PGLATER_HBA_FILE")]
     pub hba_file: Option<PathBuf>,
+    /// The role (listed in [[users]]) that looks up users not in [[users]] with auth_query.
+    #[arg(long, env = "PGLATER_AUTH_USER")]
+    pub auth_user: Option<String>,
+    /// The query that gives a user's name and password hash ($1: the user name).
+    #[arg(long, env = "PGLATER_AUTH_QUERY")]
+    pub auth_query: Option<String>,
+    /// The database auth_query runs in (default: the one the client asked for).
+    #[arg(long, env = "PGLATER_AUTH_DBNAME")]
+    pub auth_dbname: Option<String>,
+    /// A 32-byte key file that seals users' login keys in the job store (created if missing).
+    #[arg(long, env = "PGLATER_CREDENTIALS_KEY_FILE")]
+    pub credentials_key_file: Option<PathBuf>,
     /// Also listen on DIR/.s.PGSQL.<port>.
     #[arg(long, env = "PGLATER_UNIX_SOCKET_DIR")]
     pub unix_socket_dir: Option<PathBuf>,
@@ -167,6 +179,9 @@ struct FileConfig {
     unix_socket_dir: Option<PathBuf>,
     auth: Option<AuthMode>,
     hba_file: Option<PathBuf>,
+    auth_user: Option<String>,
+    auth_query: Option<String>,
+    auth_dbname: Option<String>,
     startup_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
@@ -210,6 +225,7 @@ struct FileLater {
     max_running_per_user: Option<u32>,
     max_running: Option<u32>,
     admins: Option<Vec<String>>,
+    credentials_key_file: Option<PathBuf>,
 }
 
 /// The asynchronous-SQL service.
@@ -230,6 +246,8 @@ pub struct LaterConfig {
     /// The limits at start. The service reads the limits in force through
     /// `Later::limits()`, which a reload may change; never through this field.
     pub limits: Limits,
+    /// Seals users' login keys in the store (see `later::credentials`); None: memory only.
+    pub credentials_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LaterConfig {
@@ -246,6 +264,7 @@ impl std::fmt::Debug for LaterConfig {
             .field("job_timeout", &self.job_timeout)
             .field("admins", &self.admins)
             .field("limits", &self.limits)
+            .field("credentials_key_file", &self.credentials_key_file)
             .finish()
     }
 }
@@ -310,6 +329,8 @@ pub struct Config {
     pub auth: AuthMode,
     /// The hba_file's rules, read with the rest (a bad file fails the whole load).
     pub hba: Option<Arc<Hba>>,
+    /// Users not in [[users]] are looked up on the server (None: they cannot log in).
+    pub auth_query: Option<AuthQuery>,
     pub startup_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -328,6 +349,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let auth_query = auth_query(cli, &file);
         let (up_host, up_port) = match &cli.upstream {
             Some(hp) => {
                 let (h, p) = split_host_port(hp).context("--upstream")?;
@@ -355,6 +377,7 @@ impl Config {
             unix_socket_dir: cli.unix_socket_dir.clone().or(file.unix_socket_dir),
             auth: cli.auth.or(file.auth).unwrap_or(AuthMode::Scram),
             hba,
+            auth_query,
             startup_timeout: secs(cli.startup_timeout.or(file.startup_timeout_secs), 60),
             shutdown_timeout: secs(cli.shutdown_timeout.or(file.shutdown_timeout_secs), 30),
             log_format: cli
@@ -416,6 +439,10 @@ impl Config {
                         .or(file.later.max_running_per_user),
                     max_running: cli.max_running.or(file.later.max_running),
                 },
+                credentials_key_file: cli
+                    .credentials_key_file
+                    .clone()
+                    .or(file.later.credentials_key_file),
             },
             users: file.users,
             metrics: MetricsConfig {
@@ -450,6 +477,15 @@ impl Config {
         }
         if self.threads == 0 {
             bail!("threads: must be at least 1");
+        }
+        if let Some(q) = &self.auth_query {
+            match self.user(&q.user) {
+                Some(u) if u.password.is_some() => {}
+                _ => bail!(
+                    "auth_user: {:?} must be listed in [[users]] with its password (pglater logs in as it to run auth_query)",
+                    q.user
+                ),
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
@@ -502,6 +538,33 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
         self.users.iter().find(|u| u.name == name)
     }
+}
+
+/// Looking up users not in [[users]] on the server, as PgBouncer's auth_user/auth_query do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthQuery {
+    pub user: String,
+    /// Returns the user's name and password hash (pg_authid's format), `$1` the user name.
+    pub query: String,
+    /// Where it runs; None: the database the client asked for.
+    pub dbname: Option<String>,
+}
+
+/// PgBouncer's default query.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+
+/// `auth_user` turns the lookup on; `auth_query` and `auth_dbname` refine it.
+fn auth_query(cli: &Cli, file: &FileConfig) -> Option<AuthQuery> {
+    let user = cli.auth_user.clone().or(file.auth_user.clone())?;
+    Some(AuthQuery {
+        user,
+        query: cli
+            .auth_query
+            .clone()
+            .or(file.auth_query.clone())
+            .unwrap_or_else(|| DEFAULT_AUTH_QUERY.to_owned()),
+        dbname: cli.auth_dbname.clone().or(file.auth_dbname.clone()),
+    })
 }
 
 fn default_instance_name(listen: Option<&str>) -> String {

@@ -2,6 +2,8 @@
 //! SCRAM exchange, and the credentials pglater logs in to the server with.
 
 pub mod credential;
+pub mod md5;
+pub mod scram_client;
 pub mod scram_keys;
 
 pub use credential::Credential;

@@ -2,16 +2,18 @@
 //! trust.
 
 use super::context::Proxy;
+use super::lookup::Found;
 use super::secrets::{UserSecrets, mock_scram_secret};
+use crate::auth::{Credential, scram_keys};
 use crate::config::AuthMode;
 use crate::stream::Stream;
 use crate::wire::io::{get_cstr, get_i32, read_message};
 use crate::wire::reply::{self, ProxyError};
 use bytes::BytesMut;
-use pgwire::api::auth::sasl::scram::ScramSecret;
 use postgres_protocol::authentication::md5_hash;
 use tokio::io::AsyncWriteExt;
-use tracing::info;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
 
 /// PostgreSQL's `PG_MAX_AUTH_TOKEN_LENGTH` plus framing.
 const MAX_AUTH_MESSAGE: u32 = 65_535 + 64;
@@ -52,32 +54,74 @@ impl From<AuthMode> for ClientAuth {
     }
 }
 
+/// Checks the client's proof of who it is, the way `method` says; returns what pglater is to
+/// log in upstream with as that user (None: nothing, for a trust login of a user pglater
+/// holds no password for). A user not in `[[users]]` is looked up with `auth_query` when one
+/// is configured.
 pub async fn authenticate(
     proxy: &Proxy,
     client: &mut Stream,
     user: &str,
+    database: &str,
     method: ClientAuth,
-) -> Result<(), AuthFailure> {
+) -> Result<Option<Credential>, AuthFailure> {
     let access = proxy.access.get();
-    let secrets = access.users.get(user);
-    let scram_only = secrets.is_some_and(|s| s.password.is_none());
+    let configured = access.users.get(user);
+    if method == ClientAuth::Trust {
+        return Ok(configured
+            .and_then(|s| s.password.as_deref())
+            .map(Credential::password));
+    }
+    let looked_up;
+    let secrets = match (configured, &access.auth_query) {
+        (Some(s), _) => Some(s),
+        (None, Some(query)) => {
+            let limit = proxy.config.startup_timeout.min(LOOKUP_LIMIT);
+            let auth_password = access.password_of(&query.user);
+            let found = proxy
+                .lookups
+                .secret_of(
+                    &proxy.upstream,
+                    query,
+                    auth_password.as_deref(),
+                    user,
+                    database,
+                    limit,
+                )
+                .await;
+            match found {
+                Ok(Found::Secret(s)) => {
+                    looked_up = s;
+                    Some(&looked_up)
+                }
+                Ok(Found::Nothing) => None,
+                Err(e) => {
+                    warn!(%user, error = ?e, "auth_query lookup failed");
+                    return Err(AuthFailure::Fatal(ProxyError::fatal(
+                        "08006",
+                        format!("pglater could not look up user \"{user}\" on the server"),
+                    )));
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let md5_capable = secrets.is_none_or(|s| s.password.is_some() || s.md5_hash().is_some());
     let result = match method {
-        ClientAuth::Trust => return Ok(()),
-        ClientAuth::Md5 if !scram_only => {
-            md5(client, user, secrets.and_then(|s| s.password.as_deref())).await
-        }
-        ClientAuth::Scram | ClientAuth::Md5 => {
-            let known = secrets.and_then(UserSecrets::scram_secret);
-            scram(proxy, client, user, known).await
-        }
+        ClientAuth::Trust => return Ok(None),
+        ClientAuth::Md5 if md5_capable => md5(client, user, secrets).await,
+        ClientAuth::Scram | ClientAuth::Md5 => scram(proxy, client, user, secrets).await,
         ClientAuth::Password => cleartext(client, user, secrets).await,
     };
     if secrets.is_none() && matches!(result, Err(AuthFailure::Fatal(_))) {
         // The client was told only what a wrong password gets; the log may say more.
-        info!(%user, "client authentication: no such user in pglater's configuration");
+        info!(%user, "client authentication: no password known for this user");
     }
-    result
+    result.map(Some)
 }
+
+/// How long an auth_query lookup may take (within the startup timeout).
+const LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// PostgreSQL's answer to a wrong password, and (its mock authentication) to an unknown
 /// user: the two must not be told apart.
@@ -88,50 +132,78 @@ fn failed(user: &str) -> AuthFailure {
     ))
 }
 
-/// md5: a user pglater has no password for still gets the challenge, then the refusal.
-async fn md5(client: &mut Stream, user: &str, password: Option<&str>) -> Result<(), AuthFailure> {
+/// md5: a user pglater has no password or hash for still gets the challenge, then the
+/// refusal. With the stored hash (a looked-up user) the check needs no password, and the
+/// hash is what logs in upstream.
+async fn md5(
+    client: &mut Stream,
+    user: &str,
+    secrets: Option<&UserSecrets>,
+) -> Result<Credential, AuthFailure> {
     let salt: [u8; 4] = rand::random();
     let mut out = BytesMut::new();
     reply::auth_md5(&mut out, salt);
     send(client, &out).await?;
     let mut body = read_password_message(client).await?;
     let given = get_cstr(&mut body).ok_or_else(|| failed(user))?;
-    match password {
-        Some(pw) if given == md5_hash(user.as_bytes(), pw.as_bytes(), salt) => Ok(()),
+    let (expected, credential) = match secrets {
+        Some(s) => match (&s.password, s.md5_hash()) {
+            (Some(pw), _) => (
+                Some(md5_hash(user.as_bytes(), pw.as_bytes(), salt)),
+                Credential::password(pw),
+            ),
+            (None, Some(hash)) => (
+                crate::auth::md5::answer(hash, salt),
+                Credential::Md5(Zeroizing::new(hash.to_owned())),
+            ),
+            (None, None) => return Err(failed(user)),
+        },
+        None => return Err(failed(user)),
+    };
+    match expected {
+        Some(e) if equal_in_constant_time(e.as_bytes(), given.as_bytes()) => Ok(credential),
         _ => Err(failed(user)),
     }
 }
 
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The password in cleartext, checked as PostgreSQL checks it (against the stored SCRAM
-/// verifier when that is all pglater holds). A user pglater does not know is asked too.
+/// verifier or md5 hash when that is all pglater holds). A user pglater does not know is
+/// asked too.
 async fn cleartext(
     client: &mut Stream,
     user: &str,
     secrets: Option<&UserSecrets>,
-) -> Result<(), AuthFailure> {
+) -> Result<Credential, AuthFailure> {
     let mut out = BytesMut::new();
     reply::auth_cleartext(&mut out);
     send(client, &out).await?;
     let mut body = read_password_message(client).await?;
-    let given = get_cstr(&mut body).ok_or_else(|| failed(user))?;
+    let given = Zeroizing::new(get_cstr(&mut body).ok_or_else(|| failed(user))?);
     let Some(secrets) = secrets else {
         return Err(failed(user));
     };
     if secrets.accepts_password(&given).await {
-        Ok(())
+        Ok(Credential::password(&given))
     } else {
         Err(failed(user))
     }
 }
 
-/// SCRAM-SHA-256 (and -PLUS over TLS). A user without a verifier (`secret` None) goes
-/// through the same exchange with a mock one, and is refused at the end.
+/// SCRAM-SHA-256 (and -PLUS over TLS). A user without a verifier goes through the same
+/// exchange with a mock one, and is refused at the end. The credential: the configured
+/// password, or else the ClientKey the client's proof holds (with the verifier's ServerKey),
+/// which logs in upstream without the password.
 async fn scram(
     proxy: &Proxy,
     client: &mut Stream,
     user: &str,
-    secret: Option<ScramSecret>,
-) -> Result<(), AuthFailure> {
+    secrets: Option<&UserSecrets>,
+) -> Result<Credential, AuthFailure> {
+    let secret = secrets.and_then(UserSecrets::scram_secret);
     let known = secret.is_some();
     let secret = secret.unwrap_or_else(|| mock_scram_secret(user));
     let tls = client.is_tls() && proxy.scram_tls.supports_channel_binding();
@@ -165,25 +237,43 @@ async fn scram(
             "malformed SASL message",
         )));
     }
+    let client_first = body;
     let (server_first, waiting) = scram
-        .on_client_first_message_with_secret(&body, secret)
+        .on_client_first_message_with_secret(&client_first, secret)
         .map_err(|_| failed(user))?;
     out.clear();
     reply::auth_sasl_continue(&mut out, server_first.as_bytes());
     send(client, &out).await?;
 
-    let body = read_password_message(client).await?;
+    let client_final = read_password_message(client).await?;
     let server_final = waiting
-        .on_client_final_message(&body)
+        .on_client_final_message(&client_final)
         .map_err(|_| failed(user))?;
     // No proof matches a mock verifier; this only makes sure of it.
-    if !known {
+    let Some(secrets) = secrets.filter(|_| known) else {
         return Err(failed(user));
-    }
+    };
+    let credential = match &secrets.password {
+        Some(pw) => Credential::password(pw),
+        None => {
+            let (stored, server_key) = secrets.scram_keys().ok_or_else(|| failed(user))?;
+            let auth_message =
+                scram_keys::auth_message(&client_first, server_first.as_bytes(), &client_final);
+            let proof = scram_keys::proof_stripped(&client_final).map(|(_, p)| p);
+            let client_key = auth_message
+                .zip(proof)
+                .and_then(|(am, p)| scram_keys::recover_client_key(&stored, &am, &p))
+                .ok_or_else(|| failed(user))?;
+            Credential::Scram {
+                client_key,
+                server_key: Zeroizing::new(server_key),
+            }
+        }
+    };
     out.clear();
     reply::auth_sasl_final(&mut out, server_final.as_bytes());
     send(client, &out).await?;
-    Ok(())
+    Ok(credential)
 }
 
 async fn send(client: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {

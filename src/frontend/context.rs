@@ -27,6 +27,8 @@ pub struct Proxy {
     /// Role memberships for hba_file lines with `+group` or `samerole`.
     pub roles: Roles,
     pub cancel_keys: CancelKeys,
+    /// auth_query lookups and their connections.
+    pub lookups: super::lookup::Lookups,
     /// Fired when the shutdown grace period is over: sessions close.
     pub force_close: CancellationToken,
     /// The asynchronous-SQL service (None: relay only).
@@ -62,6 +64,7 @@ impl Proxy {
             access,
             roles,
             cancel_keys: CancelKeys::default(),
+            lookups: Default::default(),
             force_close: CancellationToken::new(),
             later: None,
         })

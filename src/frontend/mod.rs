@@ -6,6 +6,7 @@ pub mod context;
 pub mod extended;
 pub mod hba;
 pub mod listener;
+pub mod lookup;
 pub mod relay;
 pub mod replies;
 pub mod secrets;

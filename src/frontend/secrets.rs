@@ -2,7 +2,8 @@
 //! key stretching.
 
 use super::hba::Hba;
-use crate::config::{AuthMode, Config, UserConfig};
+use crate::auth::scram_keys::Key;
+use crate::config::{AuthMode, AuthQuery, Config, UserConfig};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,6 +11,7 @@ use pgwire::api::auth::sasl::scram::{ScramSecret, gen_salted_password};
 use ring::hmac;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use zeroize::Zeroizing;
 
 const ITERATIONS: usize = 4096;
 /// Salt length of the verifiers pglater derives (PostgreSQL's default too).
@@ -21,6 +23,8 @@ pub struct Access {
     pub users: HashMap<String, UserSecrets>,
     /// The hba_file's rules: when set, they decide instead of `auth`.
     pub hba: Option<Arc<Hba>>,
+    /// Users not in [[users]] are looked up on the server with it.
+    pub auth_query: Option<AuthQuery>,
 }
 
 impl Access {
@@ -34,6 +38,7 @@ impl Access {
             auth: config.auth,
             users,
             hba: config.hba.clone(),
+            auth_query: config.auth_query.clone(),
         })
     }
 
@@ -49,6 +54,9 @@ pub struct UserSecrets {
     /// Plaintext password: checks md5 clients and logs in upstream.
     pub password: Option<String>,
     scram: Option<ScramVerifier>,
+    /// The md5 hash the server keeps (`md5` + 32 hex digits), for a user looked up with
+    /// auth_query whose password is stored so.
+    md5: Option<Zeroizing<String>>,
 }
 
 #[derive(Clone)]
@@ -81,7 +89,41 @@ impl UserSecrets {
             name: u.name.clone(),
             password: u.password.clone(),
             scram,
+            md5: None,
         })
+    }
+
+    /// A user's secret as the server keeps it (pg_authid.rolpassword, as auth_query gives
+    /// it): a SCRAM verifier or an md5 hash; None for anything else (no password, or one
+    /// stored in a form pglater cannot check against).
+    pub fn from_stored(name: &str, stored: &str) -> Option<Self> {
+        let (scram, md5) = if stored.starts_with("SCRAM-SHA-256$") {
+            (Some(parse_verifier(stored).ok()?), None)
+        } else if crate::auth::md5::answer(stored, [0; 4]).is_some() {
+            (None, Some(Zeroizing::new(stored.to_owned())))
+        } else {
+            return None;
+        };
+        Some(Self {
+            name: name.to_owned(),
+            password: None,
+            scram,
+            md5,
+        })
+    }
+
+    /// The md5 hash the server keeps, if that is what pglater holds.
+    pub fn md5_hash(&self) -> Option<&str> {
+        self.md5.as_deref().map(String::as_str)
+    }
+
+    /// The verifier's StoredKey and ServerKey.
+    pub fn scram_keys(&self) -> Option<(Key, Key)> {
+        let v = self.scram.as_ref()?;
+        Some((
+            v.stored_key.as_slice().try_into().ok()?,
+            v.server_key.as_slice().try_into().ok()?,
+        ))
     }
 
     /// Whether `given` is the user's password (a cleartext login). Checked against the SCRAM
@@ -89,6 +131,15 @@ impl UserSecrets {
     /// ServerKey is HMAC(SaltedPassword, "Server Key"), compared in constant time. The key
     /// stretching runs off the session's thread.
     pub async fn accepts_password(&self, given: &str) -> bool {
+        if let Some(hash) = &self.md5 {
+            let given = crate::auth::md5::stored(&self.name, given);
+            return given.len() == hash.len()
+                && given
+                    .bytes()
+                    .zip(hash.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0;
+        }
         let Some(v) = self.scram.clone() else {
             return false;
         };

@@ -151,18 +151,25 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
             return None;
         }
     };
-    match authenticate(proxy, &mut client, &user, method).await {
-        Ok(()) => {}
+    let credential = match authenticate(proxy, &mut client, &user, &database, method).await {
+        Ok(credential) => credential,
         Err(AuthFailure::Fatal(e)) => {
             info!(%peer, %user, %database, error = %e, "client authentication failed");
             fatal(&mut client, e).await;
             return None;
         }
         Err(AuthFailure::Gone) => return None,
+    };
+    // A user pglater holds no password for: its jobs log in with what this login proved.
+    if let (Some(later), Some(c)) = (&proxy.later, &credential)
+        && !proxy.access.get().users.contains_key(&user)
+    {
+        later
+            .credentials
+            .remember(&later.store, &user, c.clone())
+            .await;
     }
 
-    let password = proxy.access.get().password_of(&user);
-    let password = password.as_deref();
     let mut upstream = match proxy.upstream.connect().await {
         Ok(up) => up,
         Err(e) => {
@@ -171,7 +178,13 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
             return None;
         }
     };
-    let result = login(&mut upstream, &startup.upstream_packet(), &user, password).await;
+    let result = login(
+        &mut upstream,
+        &startup.upstream_packet(),
+        &user,
+        credential.as_ref(),
+    )
+    .await;
     let mut out = BytesMut::with_capacity(512);
     match result {
         Ok(pre_auth) => {

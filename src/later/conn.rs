@@ -4,6 +4,7 @@
 
 use super::job::{BoundParams, Settings};
 use super::placement::{Prelude, SET_CONFIG_SQL, set_statements};
+use crate::auth::Credential;
 use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
@@ -68,6 +69,9 @@ pub enum OpenError {
     /// The server refused the login: its ErrorResponse, framed.
     Refused(Bytes),
     Failed(String),
+    /// pglater holds no credential for the owner (a user looked up with auth_query whose
+    /// login key this instance has not seen): the job waits.
+    NoKey,
 }
 
 impl From<io::Error> for OpenError {
@@ -80,7 +84,7 @@ impl JobConn {
     pub async fn open(
         upstream: &Upstream,
         key: &ConnKey,
-        password: Option<&str>,
+        credential: Option<&Credential>,
     ) -> Result<JobConn, OpenError> {
         let mut params: Vec<(&str, &str)> = vec![("user", &key.owner), ("database", &key.database)];
         params.extend(key.startup.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -88,7 +92,7 @@ impl JobConn {
             .connect()
             .await
             .map_err(|e| OpenError::Failed(format!("cannot connect to the server: {e}")))?;
-        match login(&mut stream, &build_startup(&params), &key.owner, password).await {
+        match login(&mut stream, &build_startup(&params), &key.owner, credential).await {
             Ok(_) => {}
             Err(LoginError::Server(e)) => return Err(OpenError::Refused(e)),
             Err(LoginError::Proxy(e)) => return Err(OpenError::Refused(e.to_bytes())),

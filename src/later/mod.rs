@@ -7,6 +7,7 @@ pub mod binary;
 pub mod capture;
 pub mod command;
 pub mod conn;
+pub mod credentials;
 pub mod custom_settings;
 pub mod id;
 pub mod intercept;

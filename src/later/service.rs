@@ -1,6 +1,8 @@
 //! The asynchronous-SQL service of one proxy instance: store, enqueuer, workers, rescue.
 
 use super::batch::{Batcher, FlushError};
+use super::credentials::Credentials;
+use super::credentials::seal::Sealer;
 use super::id::JobId;
 use super::job::NewJob;
 use super::limits::{Admission, Limits};
@@ -44,6 +46,11 @@ pub struct Later {
     pub listeners: Listeners,
     /// Users' upstream passwords, for logging jobs in (reloaded on SIGHUP).
     passwords: Live<HashMap<String, String>>,
+    /// Login credentials of owners looked up with auth_query (see `credentials`).
+    pub credentials: Credentials,
+    /// Users not in [[users]] log in through auth_query (reloaded on SIGHUP): their jobs
+    /// need a credential from `credentials`.
+    looked_up: std::sync::atomic::AtomicBool,
     /// Stop claiming jobs.
     pub stopping: CancellationToken,
     pub tasks: TaskTracker,
@@ -106,6 +113,8 @@ impl Later {
             watchers: dashmap::DashMap::new(),
             listeners: Listeners::default(),
             passwords: Live::new(passwords(config)),
+            credentials: Credentials::new(sealer(config)?),
+            looked_up: std::sync::atomic::AtomicBool::new(config.auth_query.is_some()),
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -126,6 +135,11 @@ impl Later {
 
     pub fn password_of(&self, user: &str) -> Option<String> {
         self.passwords.get().get(user).cloned()
+    }
+
+    /// Whether users pglater holds no password for log in through auth_query.
+    pub fn owners_looked_up(&self) -> bool {
+        self.looked_up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The settings now in force.
@@ -153,6 +167,10 @@ impl Later {
         new.store_url = old.store_url.clone();
         self.config.set(new);
         self.passwords.set(passwords(config));
+        self.looked_up.store(
+            config.auth_query.is_some(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// What to wait on for job `id` to end. Register (`enable`) the wait before checking the
@@ -304,6 +322,17 @@ pub fn store_config(config: &Config) -> Result<tokio_postgres::Config> {
         c.password(pw);
     }
     Ok(c)
+}
+
+/// The sealer of credentials in the store, from the key file (created if missing).
+fn sealer(config: &Config) -> Result<Option<Sealer>> {
+    let Some(path) = &config.later.credentials_key_file else {
+        return Ok(None);
+    };
+    let key = super::credentials::keyfile::load_or_create(path)?;
+    Ok(Some(Sealer::new(&key).context(
+        "later.credentials_key_file: not a usable AES-256 key",
+    )?))
 }
 
 /// Users' plaintext passwords (jobs log in upstream with them).

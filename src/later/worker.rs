@@ -12,6 +12,7 @@ use super::session::Identity;
 use super::store::failure::describe;
 use super::store::{BackendRecord, Finish};
 use crate::admin::metrics;
+use crate::auth::Credential;
 use crate::config::Pooler;
 use crate::upstream::cancel::send_cancel;
 use std::collections::HashMap;
@@ -210,6 +211,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             let why = format!("pglater could not open a session for the job: {why}");
             return record(later, &job, sink.failed("08006", why)).await;
         }
+        Err(OpenError::NoKey) => return wait_for_key(later, &job).await,
     };
     // Known as running here before it is recorded, so a CANCEL LATER cannot slip between:
     // one before the record is returned by it, one after finds the job here.
@@ -275,8 +277,12 @@ async fn run_job(later: &Later, job: ClaimedJob) {
                 later.running.remove(&job.id);
                 return record(later, &job, sink.refused(&error)).await;
             }
-            Err(OpenError::Failed(why)) => {
+            Err(e) => {
                 later.running.remove(&job.id);
+                let why = match e {
+                    OpenError::Failed(why) => why,
+                    _ => "the session could not take the job's role".to_owned(),
+                };
                 let why = format!("pglater could not open a session for the job: {why}");
                 return record(later, &job, sink.failed("08006", why)).await;
             }
@@ -350,12 +356,37 @@ async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> 
             return Ok(conn);
         }
     }
-    JobConn::open(
-        &later.upstream,
-        key,
-        later.password_of(&key.owner).as_deref(),
-    )
-    .await
+    let credential = match later.password_of(&key.owner) {
+        Some(pw) => Some(Credential::password(&pw)),
+        None => later.credentials.of(&later.store, &key.owner).await,
+    };
+    if credential.is_none() && later.owners_looked_up() {
+        return Err(OpenError::NoKey);
+    }
+    JobConn::open(&later.upstream, key, credential.as_ref()).await
+}
+
+/// The job's owner logged in through auth_query and this instance holds no key for it: the
+/// job goes back to the queue for a while, saying why (another instance, or the owner's next
+/// login here, may let it run).
+async fn wait_for_key(later: &Later, job: &ClaimedJob) {
+    let why = if later.credentials.persistent() {
+        format!(
+            "waiting: the login key of {} is unknown to pglater instance {}: it has not logged in through any instance sharing this store and key file since the key was last kept; the job runs once it does",
+            job.owner, later.instance
+        )
+    } else {
+        format!(
+            "waiting: the login key of {} is unknown to pglater instance {} (no later.credentials_key_file, so keys live in memory only): the job runs once {} logs in through an instance that can run it",
+            job.owner, later.instance, job.owner
+        )
+    };
+    if let Err(e) = later.store.wait_for_key(job.id, job.attempt, &why).await {
+        metrics::store_error();
+        warn!(job = %job.id, error = %describe(&e), "job store: cannot put a job back to wait for its owner's key");
+    } else {
+        debug!(job = %job.id, "job waits for its owner's login key");
+    }
 }
 
 async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {

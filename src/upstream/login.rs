@@ -1,6 +1,10 @@
 //! Logging in to the upstream as the client's own user, answering whatever authentication the
-//! server asks for (trust, cleartext, md5, SCRAM-SHA-256).
+//! server asks for (trust, cleartext, md5, SCRAM-SHA-256) with what pglater holds for the
+//! user: a configured password, or the SCRAM keys or md5 hash its own login proved.
 
+use crate::auth::Credential;
+use crate::auth::md5;
+use crate::auth::scram_client::KeysClient;
 use crate::stream::Stream;
 use crate::wire::io::{Message, get_cstr, get_i32, read_message};
 use crate::wire::reply::ProxyError;
@@ -30,30 +34,36 @@ impl From<io::Error> for LoginError {
 }
 
 /// Sends the client's startup packet (as `StartupMessage::upstream_packet` made it) and
-/// authenticates. Returns the messages the server sent before AuthenticationOk that the
-/// client must see (notices), already framed.
+/// authenticates with `credential`. Returns the messages the server sent before
+/// AuthenticationOk that the client must see (notices), already framed.
 pub async fn login(
     stream: &mut Stream,
     startup_packet: &[u8],
     user: &str,
-    password: Option<&str>,
+    credential: Option<&Credential>,
 ) -> Result<BytesMut, LoginError> {
     stream.write_all(startup_packet).await?;
     stream.flush().await?;
-    authenticate(stream, user, password).await
+    authenticate(stream, user, credential).await
+}
+
+/// A SCRAM exchange in progress, with a password or with keys.
+enum Scram {
+    Password(ScramSha256),
+    Keys(KeysClient),
 }
 
 async fn authenticate(
     stream: &mut Stream,
     user: &str,
-    password: Option<&str>,
+    credential: Option<&Credential>,
 ) -> Result<BytesMut, LoginError> {
     let mut relay = BytesMut::new();
-    let mut scram: Option<ScramSha256> = None;
-    let need_password = || {
+    let mut scram: Option<Scram> = None;
+    let need = |what: &str| {
         LoginError::Proxy(ProxyError::fatal(
             "28P01",
-            format!("pglater has no password to log in to the server as user \"{user}\""),
+            format!("pglater has no {what} to log in to the server as user \"{user}\""),
         ))
     };
     loop {
@@ -65,19 +75,27 @@ async fn authenticate(
                 let mut out = BytesMut::new();
                 match code {
                     0 => return Ok(relay),
-                    3 => {
-                        let pw = password.ok_or_else(need_password)?;
-                        frontend::password_message(pw.as_bytes(), &mut out)?;
-                    }
+                    3 => match credential {
+                        Some(Credential::Password(pw)) => {
+                            frontend::password_message(pw.as_bytes(), &mut out)?;
+                        }
+                        _ => return Err(need("password")),
+                    },
                     5 => {
-                        let pw = password.ok_or_else(need_password)?;
                         let salt: [u8; 4] =
                             body[..].try_into().map_err(|_| protocol("bad MD5 salt"))?;
-                        let hash = md5_hash(user.as_bytes(), pw.as_bytes(), salt);
-                        frontend::password_message(hash.as_bytes(), &mut out)?;
+                        let answer = match credential {
+                            Some(Credential::Password(pw)) => {
+                                md5_hash(user.as_bytes(), pw.as_bytes(), salt)
+                            }
+                            Some(Credential::Md5(hash)) => {
+                                md5::answer(hash, salt).ok_or_else(|| need("md5 hash"))?
+                            }
+                            _ => return Err(need("password or md5 hash")),
+                        };
+                        frontend::password_message(answer.as_bytes(), &mut out)?;
                     }
                     10 => {
-                        let pw = password.ok_or_else(need_password)?;
                         let mut offered = Vec::new();
                         while let Some(m) = get_cstr(&mut body).filter(|m| !m.is_empty()) {
                             offered.push(m);
@@ -88,23 +106,44 @@ async fn authenticate(
                                 format!("server offers no supported SASL mechanism: {offered:?}"),
                             )));
                         }
-                        let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)?;
-                        scram = Some(s);
+                        let (exchange, first) = match credential {
+                            Some(Credential::Password(pw)) => {
+                                let s =
+                                    ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                                let first = s.message().to_vec();
+                                (Scram::Password(s), first)
+                            }
+                            Some(Credential::Scram {
+                                client_key,
+                                server_key,
+                            }) => {
+                                let k = KeysClient::new(client_key.clone(), server_key.clone());
+                                let first = k.first_message();
+                                (Scram::Keys(k), first)
+                            }
+                            _ => return Err(need("password or SCRAM key")),
+                        };
+                        frontend::sasl_initial_response(SCRAM_SHA_256, &first, &mut out)?;
+                        scram = Some(exchange);
                     }
-                    11 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| protocol("unexpected SASLContinue"))?;
-                        s.update(&body).map_err(|e| protocol(&e.to_string()))?;
-                        frontend::sasl_response(s.message(), &mut out)?;
-                    }
-                    12 => {
-                        let mut s = scram
-                            .take()
-                            .ok_or_else(|| protocol("unexpected SASLFinal"))?;
-                        s.finish(&body).map_err(|e| protocol(&e.to_string()))?;
-                    }
+                    11 => match scram.as_mut() {
+                        Some(Scram::Password(s)) => {
+                            s.update(&body).map_err(|e| protocol(&e.to_string()))?;
+                            frontend::sasl_response(s.message(), &mut out)?;
+                        }
+                        Some(Scram::Keys(k)) => {
+                            let fin = k.final_message(&body).map_err(protocol)?;
+                            frontend::sasl_response(&fin, &mut out)?;
+                        }
+                        None => return Err(protocol("unexpected SASLContinue")),
+                    },
+                    12 => match scram.take() {
+                        Some(Scram::Password(mut s)) => {
+                            s.finish(&body).map_err(|e| protocol(&e.to_string()))?;
+                        }
+                        Some(Scram::Keys(k)) => k.verify_final(&body).map_err(protocol)?,
+                        None => return Err(protocol("unexpected SASLFinal")),
+                    },
                     other => {
                         return Err(LoginError::Proxy(ProxyError::fatal(
                             "28000",

@@ -3,6 +3,7 @@
 
 pub mod cancel;
 pub mod connect;
+pub mod control;
 pub mod login;
 pub mod tls;
 

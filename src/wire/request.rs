@@ -223,6 +223,30 @@ pub fn bind_message(portal: &[u8], statement: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// A Bind of a statement with text parameters, every result column in text.
+pub fn bind_text_message(portal: &[u8], statement: &[u8], params: &[&str]) -> Bytes {
+    let values: usize = params.iter().map(|p| 4 + p.len()).sum();
+    let len = 4 + portal.len() + 1 + statement.len() + 1 + 2 + 2 + values + 2;
+    let mut b = BytesMut::with_capacity(len + 1);
+    b.put_u8(b'B');
+    b.put_u32(len as u32);
+    b.put_slice(portal);
+    b.put_u8(0);
+    b.put_slice(statement);
+    b.put_u8(0);
+    b.put_u16(0); // parameter formats: all text
+    b.put_u16(params.len() as u16);
+    for p in params {
+        b.put_i32(p.len() as i32);
+        b.put_slice(p.as_bytes());
+    }
+    b.put_u16(0); // result formats: all text
+    b.freeze()
+}
+
+/// Sync.
+pub const SYNC: &[u8] = &[b'S', 0, 0, 0, 4];
+
 /// An Execute of a portal, all its rows.
 pub fn execute_message(portal: &[u8]) -> Bytes {
     let len = 4 + portal.len() + 1 + 4;
@@ -261,6 +285,9 @@ mod tests {
         let exec = execute_message(b"p");
         let read = Execute::read(&exec[5..]).unwrap();
         assert_eq!((read.portal, read.max_rows), (&b"p"[..], 0));
+        let bind = bind_text_message(b"", b"s", &["alice", ""]);
+        let read = Bind::read(&bind[5..]).unwrap();
+        assert_eq!(read.values, vec![Some(&b"alice"[..]), Some(&b""[..])]);
         let close = close_message(b'S', b"s");
         let read = Target::read(&close[5..]).unwrap();
         assert_eq!((read.kind, read.name), (b'S', &b"s"[..]));

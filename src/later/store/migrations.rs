@@ -94,6 +94,20 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX jobs_end_xid ON pglater.jobs (end_xid) WHERE end_xid IS NOT NULL;
     "#,
     ),
+    (
+        5,
+        r#"
+    -- Login credentials of job owners looked up with auth_query (the latest login's), sealed
+    -- with AES-256-GCM under later.credentials_key_file: never in the clear.
+    CREATE TABLE pglater.credentials (
+        owner      text PRIMARY KEY,
+        sealed     bytea NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    -- Why a queued job waits (its owner's login key is unknown to the instance that took it).
+    ALTER TABLE pglater.jobs ADD COLUMN wait_reason text;
+    "#,
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

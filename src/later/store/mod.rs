@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+pub mod credentials;
 pub mod ends;
 pub mod failure;
 mod limited;
@@ -18,9 +19,11 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 /// Columns SHOW LATER prints, formatted by the store's server as text.
+/// (A waiting job's error column says why it waits, when it does: see `wait_for_key`.)
 const SHOW_COLUMNS: &str =
     "id::text, state, submitted_at::text, started_at::text, finished_at::text,
-     (finished_at - started_at)::text, result_rows::text, sqlstate, error,
+     (finished_at - started_at)::text, result_rows::text, sqlstate,
+     CASE WHEN state IN ('queued', 'scheduled') THEN wait_reason ELSE error END,
      script, settings->>'client_encoding', run_at::text";
 
 /// Options of every session pglater opens on the store (and its listener): names resolve in
