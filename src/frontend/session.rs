@@ -24,6 +24,9 @@ const MAX_STARTUP_REPLY: u32 = 1 << 20;
 
 /// A logged-in session, ready to relay.
 pub struct Established {
+    /// Counts the upstream session among the open ones, from before the client was told it
+    /// is logged in (a client that scrapes the metrics then sees it).
+    pub upstream_open: Option<metrics::Held>,
     pub client: Stream,
     pub upstream: Stream,
     pub user: String,
@@ -48,7 +51,7 @@ pub struct BackendKey {
 pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
     let _open = metrics::client_connected();
     let opened = Instant::now();
-    let established = match tokio::time::timeout(
+    let mut established = match tokio::time::timeout(
         proxy.config.startup_timeout,
         establish(&proxy, client, &peer),
     )
@@ -61,13 +64,13 @@ pub async fn serve(proxy: Arc<Proxy>, client: Stream, peer: String) {
         Ok(None) => return,
         Ok(Some(e)) => e,
     };
+    let _upstream_open = established.upstream_open.take();
     let (user, database, key) = (
         established.user.clone(),
         established.database.clone(),
         established.backend.clone(),
     );
     info!(%peer, %user, %database, pid = key.pid.0, "connection opened");
-    let _upstream_open = metrics::session_upstream_open();
     let end = relay::run(&proxy, established).await;
     proxy.cancel_keys.unregister(key.pid, &key.proxy_secret);
     if end == RelayEnd::ClientGoneWhileBusy
@@ -186,16 +189,17 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
     )
     .await;
     let mut out = BytesMut::with_capacity(512);
-    match result {
+    let upstream_open = match result {
         Ok(pre_auth) => {
             reply::auth_ok(&mut out);
             out.extend_from_slice(&pre_auth);
+            Some(metrics::session_upstream_open())
         }
         Err(e) => {
             report_login_failure(proxy, &mut client, e, &user).await;
             return None;
         }
-    }
+    };
 
     // ParameterStatus, BackendKeyData (ours), notices... up to ReadyForQuery.
     let mut parameters = Vec::new();
@@ -263,6 +267,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
     let Some(backend) = backend else {
         warn!("upstream sent no BackendKeyData; cancel requests cannot reach it");
         return Some(Established {
+            upstream_open,
             client,
             upstream,
             user,
@@ -278,6 +283,7 @@ async fn establish(proxy: &Proxy, mut client: Stream, peer: &str) -> Option<Esta
         });
     };
     Some(Established {
+        upstream_open,
         client,
         upstream,
         user,
