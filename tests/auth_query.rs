@@ -190,14 +190,7 @@ fn tls_with_channel_binding_and_pass_through() {
     setup();
     let dir = TempDir::new("aq-certs");
     let certs = gen_certs(dir.path(), "localhost");
-    let proxy = builder("aq_tls")
-        .args(&[
-            "--tls-cert",
-            certs.server_cert.to_str().unwrap(),
-            "--tls-key",
-            certs.server_key.to_str().unwrap(),
-        ])
-        .start();
+    let proxy = builder("aq_tls").tls(&certs).start();
     let conninfo = |password: &str| {
         format!(
             "host=localhost hostaddr=127.0.0.1 port={} user=carol dbname=app \

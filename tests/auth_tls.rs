@@ -49,14 +49,6 @@ async fn login_error(port: u16, user: &str, password: Option<&str>, db: &str) ->
     }
 }
 
-fn severity_code_message(e: &DbError) -> (String, String, String) {
-    (
-        e.severity().to_string(),
-        e.code().code().to_string(),
-        e.message().to_string(),
-    )
-}
-
 /// The Authentication request the proxy sends after a startup packet.
 fn auth_request(port: u16, user: &str, db: &str) -> Msg {
     let mut c = RawConn::connect(port);
@@ -276,12 +268,7 @@ fn tls_proxy(pg: &TestPg, auth: &str) -> (Proxy, Certs, TempDir) {
     let proxy = Proxy::builder(pg)
         .auth(auth)
         .app_users()
-        .args(&[
-            "--tls-cert",
-            certs.server_cert.to_str().unwrap(),
-            "--tls-key",
-            certs.server_key.to_str().unwrap(),
-        ])
+        .tls(&certs)
         .start();
     (proxy, certs, dir)
 }
@@ -467,11 +454,8 @@ fn tls_on_both_legs() {
     let proxy = Proxy::builder(pg)
         .auth("scram")
         .app_users()
+        .tls(&certs)
         .args(&[
-            "--tls-cert",
-            certs.server_cert.to_str().unwrap(),
-            "--tls-key",
-            certs.server_key.to_str().unwrap(),
             "--upstream-sslmode",
             "verify-full",
             "--upstream-sslrootcert",

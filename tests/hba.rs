@@ -84,14 +84,6 @@ async fn refusal_from(
     }
 }
 
-fn fatal(e: &DbError) -> (String, String, String) {
-    (
-        e.severity().to_string(),
-        e.code().code().to_string(),
-        e.message().to_string(),
-    )
-}
-
 fn expect(code: &str, message: &str) -> (String, String, String) {
     ("FATAL".into(), code.into(), message.into())
 }
@@ -183,7 +175,7 @@ async fn refuses_by_address_as_postgres_does() {
     )
     .await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.2", "alice", "app", "no encryption")
     );
 
@@ -196,9 +188,13 @@ async fn refuses_by_address_as_postgres_does() {
         "app",
     )
     .await;
-    assert_eq!(fatal(&via), fatal(&direct), "PostgreSQL answers otherwise");
     assert_eq!(
-        fatal(&via),
+        severity_code_message(&via),
+        severity_code_message(&direct),
+        "PostgreSQL answers otherwise"
+    );
+    assert_eq!(
+        severity_code_message(&via),
         no_entry("127.0.0.3", "alice", "app", "no encryption")
     );
 }
@@ -247,12 +243,12 @@ async fn refuses_by_database_and_by_user() {
     assert_eq!(whoami(&c).await, "alice");
     let e = refusal_from("127.0.0.1", port, "alice", Some(ALICE_PASSWORD), "postgres").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.1", "alice", "postgres", "no encryption")
     );
     let e = refusal_from("127.0.0.1", port, "bob", Some(BOB_PASSWORD), "app").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.1", "bob", "app", "no encryption")
     );
     let e = refusal_from(
@@ -264,7 +260,7 @@ async fn refuses_by_database_and_by_user() {
     )
     .await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         no_entry("127.0.0.1", "alice", "template1", "no encryption")
     );
 }
@@ -289,7 +285,7 @@ async fn refuses_by_group_membership_asked_of_the_server() {
     assert_eq!(whoami(&c).await, "alice");
     let e = refusal_from("127.0.0.1", port, "bob", Some(BOB_PASSWORD), "app").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.1", "bob", "app", "no encryption")
     );
 
@@ -342,12 +338,7 @@ fn hostssl_and_hostnossl_follow_the_client_tls() {
          hostnossl all bob 127.0.0.1/32 scram-sha-256\n",
     );
     let proxy = with_hba(ProxyBuilder::scram(pg()), &path)
-        .args(&[
-            "--tls-cert",
-            certs.server_cert.to_str().unwrap(),
-            "--tls-key",
-            certs.server_key.to_str().unwrap(),
-        ])
+        .tls(&certs)
         .start();
     let run = |user: &str, password: &str, sslmode: &str| {
         psql(
@@ -420,7 +411,7 @@ async fn each_line_picks_the_method() {
     assert_eq!(whoami(&a).await, "alice");
     let e = refusal_from("127.0.0.1", port, "alice", Some(WRONG), "postgres").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         expect("28P01", "password authentication failed for user \"alice\"")
     );
     // md5 line, SCRAM verifier only: SCRAM.
@@ -433,7 +424,7 @@ async fn each_line_picks_the_method() {
     assert_eq!(auth_code(port, "mallory", "app").await, 10);
     let e = refusal_from("127.0.0.1", port, "alice", Some(WRONG), "template1").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         expect("28P01", "password authentication failed for user \"alice\"")
     );
     let log = proxy.stderr();
@@ -556,7 +547,7 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
     );
     let e = refusal_from("127.0.0.1", port, "alice", Some(ALICE_PASSWORD), "app").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.1", "alice", "app", "no encryption")
     );
     assert_eq!(
@@ -581,7 +572,7 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
     );
     let e = refusal_from("127.0.0.1", port, "alice", Some(ALICE_PASSWORD), "app").await;
     assert_eq!(
-        fatal(&e),
+        severity_code_message(&e),
         rejects("127.0.0.1", "alice", "app", "no encryption")
     );
     proxy.connect("bob", Some(BOB_PASSWORD), "app").await;

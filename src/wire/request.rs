@@ -209,18 +209,7 @@ pub fn query_message(sql: &[u8]) -> Bytes {
 
 /// A Bind of a statement without parameters, every result column in text.
 pub fn bind_message(portal: &[u8], statement: &[u8]) -> Bytes {
-    let len = 4 + portal.len() + 1 + statement.len() + 1 + 2 + 2 + 2;
-    let mut b = BytesMut::with_capacity(len + 1);
-    b.put_u8(b'B');
-    b.put_u32(len as u32);
-    b.put_slice(portal);
-    b.put_u8(0);
-    b.put_slice(statement);
-    b.put_u8(0);
-    b.put_u16(0); // parameter formats
-    b.put_u16(0); // parameters
-    b.put_u16(0); // result formats: all text
-    b.freeze()
+    bind_text_message(portal, statement, &[])
 }
 
 /// A Bind of a statement with text parameters, every result column in text.

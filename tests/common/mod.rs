@@ -599,6 +599,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// TLS towards clients with the server certificate and key of `certs`.
+    pub fn tls(self, certs: &Certs) -> Self {
+        self.args(&[
+            "--tls-cert",
+            certs.server_cert.to_str().unwrap(),
+            "--tls-key",
+            certs.server_key.to_str().unwrap(),
+        ])
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -1412,6 +1422,15 @@ pub fn simple_rows(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Optio
             _ => None,
         })
         .collect()
+}
+
+/// What a client sees of a refused login: severity, SQLSTATE and message.
+pub fn severity_code_message(e: &tokio_postgres::error::DbError) -> (String, String, String) {
+    (
+        e.severity().to_string(),
+        e.code().code().to_string(),
+        e.message().to_string(),
+    )
 }
 
 /// The server error inside a tokio-postgres error; panics if it is not one.
