@@ -149,7 +149,8 @@ pub struct Cli {
     /// refused with 53400 (default: no limit).
     #[arg(long, env = "PGLATER_MAX_JOBS_PER_USER")]
     pub max_jobs_per_user: Option<u32>,
-    /// Jobs of one user running at once over all instances; more wait (default: no limit).
+    /// Jobs of one user running at once over all instances; more wait (default: all but one
+    /// of this instance's workers, at least 1; set it on instances that share a store).
     #[arg(long, env = "PGLATER_MAX_RUNNING_PER_USER")]
     pub max_running_per_user: Option<u32>,
     /// Jobs running at once over all users and instances; more wait (default: no limit).
@@ -243,8 +244,9 @@ pub struct LaterConfig {
     pub job_timeout: Option<Duration>,
     /// Users who see and may cancel every user's jobs.
     pub admins: Vec<String>,
-    /// The limits at start. The service reads the limits in force through
-    /// `Later::limits()`, which a reload may change; never through this field.
+    /// The limits configured at start. The service reads the limits in force through
+    /// `Later::limits()`, which a reload may change and which adds the default of
+    /// `max_running_per_user`; never through this field.
     pub limits: Limits,
     /// Seals users' login keys in the store (see `later::credentials`); None: memory only.
     pub credentials_key_file: Option<PathBuf>,

@@ -301,9 +301,12 @@ async fn another_instance_is_woken_for_jobs_queued_on_a_busy_one() {
     let store_url = pg().fresh_store("store_wake");
     // A's only worker is kept busy, so B has to run what is queued on A; B learns of each job
     // through NOTIFY, well before its one-second poll would find it.
+    // Alice's jobs may use every worker of both (by default one user may use all but one of
+    // an instance's workers, counted over the store: here, one).
     let start = |name: &str, workers: &str| {
         ProxyBuilder::trust(pg())
             .instance(&store_url, name, workers)
+            .args(&["--max-running-per-user", "3"])
             .start()
     };
     let a = start("wake-a", "1");
@@ -385,9 +388,12 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
     .await
     .unwrap();
     let store = pg().connect("postgres", None, "store_dead").await;
+    // Alice's two jobs may run at once (by default one user may use all but one of the
+    // workers).
     let start = |name: &str, workers: &str| {
         ProxyBuilder::trust(pg())
             .instance(&store_url, name, workers)
+            .args(&["--max-running-per-user", "2"])
             .start()
     };
     // A runs two long jobs, then dies without a successor of its name.

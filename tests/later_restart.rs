@@ -16,9 +16,12 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// and a re-run takes as long again.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// An instance of a given name, 2 workers, on its own store.
+/// An instance of a given name, 2 workers, on its own store. Alice's jobs may use both (by
+/// default one user may use all but one of the workers).
 fn builder(name: &str, store_url: &str) -> ProxyBuilder {
-    ProxyBuilder::trust(pg()).instance(store_url, name, "2")
+    ProxyBuilder::trust(pg())
+        .instance(store_url, name, "2")
+        .args(&["--max-running-per-user", "2"])
 }
 
 /// `LATER <script>` over the simple protocol; the job id.

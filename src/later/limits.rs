@@ -1,6 +1,10 @@
 //! Per-user and total limits on jobs (`later.max_jobs_per_user`, `later.max_running_per_user`,
 //! `later.max_running`). They are enforced by the store, in the statements that queue and
 //! claim jobs, so they hold across sessions and across every instance sharing the store.
+//!
+//! Users are not trusted with each other's share of the workers: unless configured,
+//! `max_running_per_user` is all but one of this instance's workers, so one user's long jobs
+//! never hold every worker (finding 11 of the security issue).
 
 use crate::wire::reply::ProxyError;
 
@@ -17,11 +21,30 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits in force with `workers` workers here: the configured ones, and for an
+    /// unset `max_running_per_user` all but one of the workers (at least 1).
+    pub fn in_force(self, workers: usize) -> Limits {
+        Limits {
+            max_running_per_user: self
+                .max_running_per_user
+                .or(Some(default_running_per_user(workers))),
+            ..self
+        }
+    }
+
     /// Whether claims must count running jobs (and job ends must wake the dispatcher, since
     /// a job may then wait for a slot with idle workers).
     pub fn bounds_running(&self) -> bool {
         self.max_running_per_user.is_some() || self.max_running.is_some()
     }
+}
+
+/// `later.max_running_per_user` when it is not set: `workers - 1`, at least 1. It counts over
+/// the whole store, like the setting; instances sharing a store should set it explicitly.
+pub fn default_running_per_user(workers: usize) -> u32 {
+    u32::try_from(workers.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// What became of one submitted job.
@@ -60,6 +83,39 @@ pub fn too_many_jobs(user: &str, unfinished: i64, limit: u32) -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_user_may_not_hold_every_worker_unless_configured() {
+        // (workers, configured max_running_per_user) -> in force
+        let cases = [
+            (8, None, Some(7)),
+            (24, None, Some(23)),
+            (2, None, Some(1)),
+            // One worker: the user may have it (nothing else could run anyway).
+            (1, None, Some(1)),
+            (0, None, Some(1)),
+            (8, Some(8), Some(8)),
+            (8, Some(2), Some(2)),
+            (4, Some(100), Some(100)),
+        ];
+        for (workers, configured, expected) in cases {
+            let limits = Limits {
+                max_running_per_user: configured,
+                max_running: Some(5),
+                max_jobs_per_user: Some(9),
+            };
+            let in_force = limits.in_force(workers);
+            assert_eq!(
+                in_force.max_running_per_user, expected,
+                "{workers} workers, {configured:?}"
+            );
+            assert_eq!(
+                (in_force.max_running, in_force.max_jobs_per_user),
+                (Some(5), Some(9))
+            );
+            assert!(in_force.bounds_running());
+        }
+    }
 
     #[test]
     fn refusal_names_user_count_and_key() {

@@ -200,9 +200,11 @@ impl Later {
         }
     }
 
-    /// The limits in force (a copy: one consistent set for the caller's batch or claim).
+    /// The limits in force (a copy: one consistent set for the caller's batch or claim), with
+    /// the default per-user running limit of this instance's workers.
     pub fn limits(&self) -> Limits {
-        self.config().limits
+        let config = self.config();
+        config.limits.in_force(config.workers)
     }
 
     pub fn is_admin(&self, user: &str) -> bool {

@@ -113,7 +113,8 @@ pub fn spawn(later: Arc<Later>) {
 /// Claims as many due jobs as there are idle workers, in one statement.
 async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignment>) {
     let workers = later.config().workers;
-    // The last claim filled every idle worker: more jobs are waiting.
+    // The last claim left due jobs waiting: it filled every idle worker, or running limits
+    // held jobs back until running ones end.
     let mut backlog = false;
     loop {
         let first = tokio::select! {
@@ -136,9 +137,9 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
             .claim(&later.instance, permits.len() as i64, &later.limits())
             .await
         {
-            Ok(jobs) if !jobs.is_empty() => {
-                backlog = jobs.len() == permits.len();
-                for job in jobs {
+            Ok(claim) if !claim.jobs.is_empty() => {
+                backlog = claim.more || claim.jobs.len() == permits.len();
+                for job in claim.jobs {
                     let Some(permit) = permits.pop() else { break };
                     if tx.send((job, permit)).await.is_err() {
                         return;

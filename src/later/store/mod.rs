@@ -1,5 +1,6 @@
 //! The job store: schema `pglater` in a PostgreSQL database, reached with tokio-postgres.
 
+mod claim;
 pub mod credentials;
 pub mod ends;
 pub mod failure;
@@ -12,11 +13,13 @@ use super::id::JobId;
 use super::job::{
     Attempt, BoundParams, ClaimedJob, JobState, JobStatus, NewJob, Outcome, Settings,
 };
-use super::limits::{Admission, Limits};
+use super::limits::Admission;
 use anyhow::{Context, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+
+pub use claim::{CLAIM_SQL, Claim};
 
 /// Columns SHOW LATER prints, formatted by the store's server as text.
 /// (A waiting job's error column says why it waits, when it does: see `wait_for_key`.)
@@ -50,18 +53,6 @@ pub const STORE_SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
 ///   through an index (tests/later_store_plans.rs).
 pub const WORKER_SESSION_OPTIONS: &str = "-c enable_bitmapscan=off -c enable_seqscan=off \
      -c enable_sort=off -c plan_cache_mode=force_generic_plan -c jit=off";
-
-/// Claims up to $2 due jobs for instance $1, oldest first, bumping their attempt (the fencing
-/// token).
-pub const CLAIM_SQL: &str = "UPDATE pglater.jobs j
-    SET state = 'running', attempt = attempt + 1, started_at = NULL,
-        instance = $1, backend_pid = NULL, backend_start = NULL
-  WHERE id IN (SELECT id FROM pglater.jobs
-                WHERE state IN ('queued', 'scheduled') AND run_at <= now()
-                ORDER BY run_at, id
-                FOR UPDATE SKIP LOCKED LIMIT $2)
- RETURNING id, attempt, owner, database, script, settings::text, rerun_read_only, params,
-           extract(epoch FROM clock_timestamp() - run_at)::float8";
 
 #[derive(Clone)]
 pub struct Store {
@@ -158,23 +149,6 @@ impl Store {
             .await
             .context("cannot queue the job")?;
         Ok(vec![Admission::Queued; jobs.len()])
-    }
-
-    /// Claims up to `limit` due jobs for `instance`, bumping their attempt (the fencing token).
-    /// Under running limits, only jobs that fit them (see `limited`).
-    pub async fn claim(
-        &self,
-        instance: &str,
-        limit: i64,
-        limits: &Limits,
-    ) -> Result<Vec<ClaimedJob>> {
-        if limits.bounds_running() {
-            return self.claim_within(instance, limit, limits).await;
-        }
-        let client = self.worker_client().await?;
-        let stmt = client.prepare_cached(CLAIM_SQL).await?;
-        let rows = client.query(&stmt, &[&instance, &limit]).await?;
-        Ok(claimed_jobs(&rows))
     }
 
     /// Records the upstream backends that execute attempts; per item, false when fenced out.
