@@ -146,8 +146,9 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
                     }
                 }
             }
-            Ok(_) => {
-                backlog = false;
+            Ok(claim) => {
+                // Jobs held back by a limit: the claim after the next job end gathers workers.
+                backlog = claim.more;
                 drop(permits);
                 tokio::select! {
                     _ = notified => {}
