@@ -8,10 +8,10 @@ use super::job::{BoundParams, CARRIED_SETTINGS, JobState, JobStatus, NewJob, Set
 use super::limits::{self, Admission};
 use super::service::Later;
 use super::session::SessionState;
+use super::show::Listing;
 use super::store::ResolveError;
 use crate::config::Pooler;
 use crate::wire::reply::{self, Column, ProxyError};
-use crate::wire::text;
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::response::TransactionStatus;
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ pub async fn handle(
             "syntax error: LATER needs a statement to run",
         )),
         Command::Later(script, when) => later_reply(later, asker, script, when).await,
-        Command::Show(id) => show_reply(later, asker, id).await,
+        Command::Show(id) => return show(later, asker, id, out).await,
         Command::Cancel(id) => cancel_reply(later, asker, id).await,
         Command::Fetch(id, wait) => return fetch(later, asker, id, wait, out).await,
         // `$1` only means something in a Parse message.
@@ -310,68 +310,28 @@ pub fn no_such_job(id: JobId) -> ProxyError {
     ProxyError::error("42704", format!("job {id} does not exist"))
 }
 
-pub async fn show_reply(
+/// SHOW LATER: its messages as the store's pages are read, each page waiting until the
+/// client takes it (see `later::show`).
+async fn show(
     later: &Later,
     asker: &Asker<'_>,
     id: Option<JobId>,
-) -> Result<BytesMut, ProxyError> {
-    let admin = later.is_admin(asker.user);
-    let rows = later
-        .store
-        .show(asker.user, admin, id)
-        .await
-        .map_err(|e| store_error(&e))?;
-    if let (Some(id), true) = (id, rows.is_empty()) {
-        return Err(no_such_job(id));
+    out: &Injector,
+) -> Result<(), Gone> {
+    let mut listing = match Listing::open(later, asker, id).await {
+        Ok(listing) => listing,
+        Err(e) => return finish_with_error(out, asker, &e).await,
+    };
+    loop {
+        match listing.next(later).await {
+            Ok(Some(messages)) => out.send(messages).await?,
+            Ok(None) => break,
+            // After rows, as PostgreSQL ends a result that fails midway.
+            Err(e) => return finish_with_error(out, asker, &e).await,
+        }
     }
-    let mut b = show_description();
-    let enc = asker.encoding();
-    for row in &rows {
-        let mut values: Vec<Option<Vec<u8>>> = row
-            .text
-            .iter()
-            .map(|v| v.as_deref().map(|s| text::encode(s, enc)))
-            .collect();
-        let from = row.script_encoding.as_deref().unwrap_or("UTF8");
-        let script = text::decode(&row.script, from);
-        let preview: String = script
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(60)
-            .collect();
-        values.push(Some(text::encode(&preview, enc)));
-        values.push(row.run_at.as_deref().map(|s| text::encode(s, enc)));
-        let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
-        reply::data_row_bytes(&mut b, &refs);
-    }
-    reply::command_complete(&mut b, &format!("SELECT {}", rows.len()));
-    Ok(b)
-}
-
-/// SHOW LATER's columns.
-pub fn show_description() -> BytesMut {
-    const COLUMNS: [(&str, u32); 11] = [
-        ("job_id", reply::INT8),
-        ("state", reply::TEXT),
-        ("submitted", reply::TIMESTAMPTZ),
-        ("started", reply::TIMESTAMPTZ),
-        ("finished", reply::TIMESTAMPTZ),
-        ("duration", reply::INTERVAL),
-        ("rows", reply::INT8),
-        ("sqlstate", reply::TEXT),
-        ("error", reply::TEXT),
-        ("script", reply::TEXT),
-        ("run_at", reply::TIMESTAMPTZ),
-    ];
-    let mut b = BytesMut::with_capacity(256);
-    let columns: Vec<Column> = COLUMNS
-        .iter()
-        .map(|&(name, type_oid)| Column { name, type_oid })
-        .collect();
-    reply::row_description(&mut b, &columns);
-    b
+    out.send(asker.ready()).await?;
+    out.done().await
 }
 
 /// Outcome of waiting for a job to end.

@@ -21,6 +21,7 @@ pub mod rescue;
 pub mod rows;
 pub mod service;
 pub mod session;
+pub mod show;
 pub mod store;
 pub mod worker;
 

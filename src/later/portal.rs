@@ -9,6 +9,7 @@ use super::intercept::{self, Asker, Gone, Injector, Waited};
 use super::job::{BoundParams, JobStatus};
 use super::rows::{self, Shape};
 use super::service::Later;
+use super::show::{self, Listing};
 use crate::wire::reply::{self, ProxyError};
 use crate::wire::request::Bind;
 use bytes::{Bytes, BytesMut};
@@ -255,7 +256,7 @@ async fn description(
     let static_shape = |b: BytesMut| Shape::read(b.freeze());
     Ok(match &stmt.command {
         Owned::Later { .. } => static_shape(intercept::later_description()),
-        Owned::Show(_) => static_shape(intercept::show_description()),
+        Owned::Show(_) => static_shape(show::description()),
         Owned::Cancel(_) => static_shape(intercept::cancel_description()),
         Owned::Empty => return Err(empty_later()),
         Owned::Fetch(_, wait) => match job {
@@ -379,9 +380,7 @@ async fn open(later: &Later, asker: &Asker<'_>, portal: &Portal) -> Result<Curso
             reply::command_complete(&mut b, "SELECT 1");
             Cursor::in_memory(b.freeze())
         }
-        Owned::Show(id) => {
-            Cursor::in_memory(intercept::show_reply(later, asker, *id).await?.freeze())
-        }
+        Owned::Show(id) => Cursor::listing(Listing::open(later, asker, *id).await?),
         Owned::Cancel(id) => {
             Cursor::in_memory(intercept::cancel_reply(later, asker, *id).await?.freeze())
         }
@@ -480,11 +479,13 @@ fn portal_done(b: &mut BytesMut, suspended: bool, sent: i64) {
     }
 }
 
-/// Reads a job's stored messages in order, chunk by chunk.
+/// Reads a reply's messages in order: a job's stored ones chunk by chunk, or SHOW LATER's
+/// page by page.
 struct Cursor {
     /// Where the messages come from once `buf` is used up; None: all are in `buf`.
     stored: Option<Stored>,
     next_seq: i32,
+    listing: Option<Listing>,
     buf: BytesMut,
     shape: Option<Shape>,
     formats: Vec<i16>,
@@ -513,12 +514,23 @@ impl Cursor {
         Cursor {
             stored: None,
             next_seq: 0,
+            listing: None,
             buf: BytesMut::from(&reply[..]),
             shape,
             formats: Vec::new(),
             style: ("ISO, MDY".into(), "postgres".into()),
             suspended: false,
         }
+    }
+
+    /// SHOW LATER's rows, read from the store as the client takes them.
+    fn listing(listing: Listing) -> Cursor {
+        // The shape of the described columns; the messages, RowDescription first, come from
+        // the listing.
+        let mut c = Cursor::in_memory(show::description().freeze());
+        c.buf.clear();
+        c.listing = Some(listing);
+        c
     }
 
     /// Opens the result and reads up to its RowDescription (None if it has none).
@@ -537,6 +549,7 @@ impl Cursor {
                 chunks: status.chunks,
             }),
             next_seq: 0,
+            listing: None,
             buf: BytesMut::new(),
             shape: None,
             formats: Vec::new(),
@@ -577,6 +590,13 @@ impl Cursor {
         loop {
             if let Some(len) = whole_message(&self.buf) {
                 return Ok(Some(self.buf.split_to(len).freeze()));
+            }
+            if let Some(listing) = self.listing.as_mut() {
+                match listing.next(later).await? {
+                    Some(messages) => self.buf.extend_from_slice(&messages),
+                    None => return Ok(None),
+                }
+                continue;
             }
             let Some(stored) = self.stored.as_ref().filter(|s| self.next_seq < s.chunks) else {
                 return Ok(None);

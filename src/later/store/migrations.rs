@@ -108,6 +108,18 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ALTER TABLE pglater.jobs ADD COLUMN wait_reason text;
     "#,
     ),
+    (
+        6,
+        r#"
+    -- SHOW LATER reads jobs newest first a page at a time, each page after the last row of
+    -- the one before (submitted_at, id): a user's from jobs_owner_submitted, an admin's (every
+    -- user's) from jobs_submitted. jobs_owner could not continue after a row whose
+    -- submitted_at others share, and had no order over all users.
+    CREATE INDEX jobs_owner_submitted ON pglater.jobs (owner, submitted_at, id);
+    CREATE INDEX jobs_submitted ON pglater.jobs (submitted_at, id);
+    DROP INDEX pglater.jobs_owner;
+    "#,
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -6,6 +6,7 @@ pub mod ends;
 pub mod failure;
 mod limited;
 pub mod migrations;
+mod show;
 pub mod stats;
 
 use super::command::When;
@@ -20,14 +21,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 pub use claim::{CLAIM_SQL, Claim};
-
-/// Columns SHOW LATER prints, formatted by the store's server as text.
-/// (A waiting job's error column says why it waits, when it does: see `wait_for_key`.)
-const SHOW_COLUMNS: &str =
-    "id::text, state, submitted_at::text, started_at::text, finished_at::text,
-     (finished_at - started_at)::text, result_rows::text, sqlstate,
-     CASE WHEN state IN ('queued', 'scheduled') THEN wait_reason ELSE error END,
-     script, settings->>'client_encoding', run_at::text";
+pub use show::{ShowKey, ShowRow};
 
 /// Options of every session pglater opens on the store (and its listener): names resolve in
 /// `pg_catalog` only. Under the default `"$user", public` a user who may create objects in
@@ -421,29 +415,6 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// SHOW LATER rows, newest first: nine text columns, then the script's bytes and encoding.
-    pub async fn show(&self, user: &str, admin: bool, id: Option<JobId>) -> Result<Vec<ShowRow>> {
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT {SHOW_COLUMNS} FROM pglater.jobs
-              WHERE (owner = $1 OR $2) AND ($3::int8 IS NULL OR id = $3)
-              ORDER BY submitted_at DESC, id"
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client
-            .query(&stmt, &[&user, &admin, &id.map(JobId::get)])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ShowRow {
-                text: (0..9).map(|i| r.get::<_, Option<String>>(i)).collect(),
-                script: r.get(9),
-                script_encoding: r.get(10),
-                run_at: r.get(11),
-            })
-            .collect())
-    }
-
     /// Announces this instance (name + a new incarnation) and refreshes its heartbeat.
     pub async fn heartbeat(&self, name: &str, incarnation: &str) -> Result<()> {
         let client = self.client().await?;
@@ -586,14 +557,6 @@ impl From<tokio_postgres::Error> for ResolveError {
             None => ResolveError::Store(e.into()),
         }
     }
-}
-
-/// One row of SHOW LATER.
-pub struct ShowRow {
-    pub text: Vec<Option<String>>,
-    pub script: Vec<u8>,
-    pub script_encoding: Option<String>,
-    pub run_at: Option<String>,
 }
 
 /// A running job whose executor died.
