@@ -21,22 +21,35 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits in force with `workers` workers here: the configured ones, and for an
-    /// unset `max_running_per_user` all but one of the workers (at least 1).
-    pub fn in_force(self, workers: usize) -> Limits {
-        Limits {
-            max_running_per_user: self
+    /// What claims enforce with `workers` workers here: the configured running limits, and
+    /// for an unset `max_running_per_user` all but one of the workers (at least 1).
+    pub fn for_claims(self, workers: usize) -> ClaimLimits {
+        ClaimLimits {
+            per_user: self
                 .max_running_per_user
                 .or(Some(default_running_per_user(workers))),
-            ..self
+            total: self.max_running,
+            exact: self.bounds_running(),
         }
     }
 
-    /// Whether claims must count running jobs (and job ends must wake the dispatcher, since
-    /// a job may then wait for a slot with idle workers).
+    /// Whether a running limit is configured.
     pub fn bounds_running(&self) -> bool {
         self.max_running_per_user.is_some() || self.max_running.is_some()
     }
+}
+
+/// The running limits a claim enforces; None: unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    pub per_user: Option<u32>,
+    pub total: Option<u32>,
+    /// A running limit is configured: it holds exactly over every instance, so claims are
+    /// serialised over the store. The default per-user limit alone is kept claim by claim
+    /// (one instance's claims follow each other), without that lock on the claims' path:
+    /// instances claiming at the same moment may together start a few more of one user's
+    /// jobs than it allows.
+    pub exact: bool,
 }
 
 /// `later.max_running_per_user` when it is not set: `workers - 1`, at least 1. It counts over
@@ -86,34 +99,35 @@ mod tests {
 
     #[test]
     fn one_user_may_not_hold_every_worker_unless_configured() {
-        // (workers, configured max_running_per_user) -> in force
+        // (workers, configured max_running_per_user, max_running) -> (per user, exact)
         let cases = [
-            (8, None, Some(7)),
-            (24, None, Some(23)),
-            (2, None, Some(1)),
+            (8, None, None, Some(7), false),
+            (24, None, None, Some(23), false),
+            (2, None, None, Some(1), false),
             // One worker: the user may have it (nothing else could run anyway).
-            (1, None, Some(1)),
-            (0, None, Some(1)),
-            (8, Some(8), Some(8)),
-            (8, Some(2), Some(2)),
-            (4, Some(100), Some(100)),
+            (1, None, None, Some(1), false),
+            (0, None, None, Some(1), false),
+            (8, None, Some(5), Some(7), true),
+            (8, Some(8), None, Some(8), true),
+            (8, Some(2), Some(5), Some(2), true),
+            (4, Some(100), None, Some(100), true),
         ];
-        for (workers, configured, expected) in cases {
+        for (workers, per_user, total, expected, exact) in cases {
             let limits = Limits {
-                max_running_per_user: configured,
-                max_running: Some(5),
+                max_running_per_user: per_user,
+                max_running: total,
                 max_jobs_per_user: Some(9),
             };
-            let in_force = limits.in_force(workers);
+            let claims = limits.for_claims(workers);
             assert_eq!(
-                in_force.max_running_per_user, expected,
-                "{workers} workers, {configured:?}"
+                claims,
+                ClaimLimits {
+                    per_user: expected,
+                    total,
+                    exact
+                },
+                "{workers} workers, {per_user:?}, {total:?}"
             );
-            assert_eq!(
-                (in_force.max_running, in_force.max_jobs_per_user),
-                (Some(5), Some(9))
-            );
-            assert!(in_force.bounds_running());
         }
     }
 

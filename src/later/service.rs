@@ -15,6 +15,7 @@ use crate::upstream::Upstream;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +35,10 @@ pub struct Later {
     pub upstream: Upstream,
     /// Wakes idle workers: a job was queued here or (via LISTEN) on another instance.
     pub wake: Arc<Notify>,
+    /// A claim is under way here, or the last one left due jobs held back by a running
+    /// limit: a job's end (here or elsewhere) may let them start, so it wakes the workers.
+    /// Otherwise it need not (the workers' own ends free them without a claim).
+    pub slots_awaited: AtomicBool,
     /// `name/incarnation`: which run of which instance claimed a job.
     pub instance: String,
     pub incarnation: String,
@@ -106,6 +111,7 @@ impl Later {
             store,
             upstream,
             wake,
+            slots_awaited: AtomicBool::new(false),
             instance: format!("{}/{}", config.later.instance_name, incarnation),
             incarnation,
             running: RunningJobs::default(),
@@ -195,16 +201,14 @@ impl Later {
             n.notify_waiters();
         }
         // Its running slot is free: a job waiting for it may start now, not at the next poll.
-        if self.limits().bounds_running() {
+        if self.slots_awaited.load(Ordering::Relaxed) {
             self.wake.notify_waiters();
         }
     }
 
-    /// The limits in force (a copy: one consistent set for the caller's batch or claim), with
-    /// the default per-user running limit of this instance's workers.
+    /// The limits in force (a copy: one consistent set for the caller's batch or claim).
     pub fn limits(&self) -> Limits {
-        let config = self.config();
-        config.limits.in_force(config.workers)
+        self.config().limits
     }
 
     pub fn is_admin(&self, user: &str) -> bool {

@@ -128,32 +128,42 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
         if backlog {
             gather(&idle, &mut permits, workers).await;
         }
-        // Registered before the claim, so a job queued meanwhile still wakes us.
+        // Registered before the claim, so a job queued meanwhile still wakes us; and so does a
+        // job that ends meanwhile (the claim may leave jobs held back by a limit).
         let notified = later.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        later.slots_awaited.store(true, Ordering::Relaxed);
         match later
             .store
-            .claim(&later.instance, permits.len() as i64, &later.limits())
+            .claim(
+                &later.instance,
+                permits.len() as i64,
+                &later.limits().for_claims(workers),
+            )
             .await
         {
-            Ok(claim) if !claim.jobs.is_empty() => {
+            Ok(claim) => {
+                // Fewer than asked, and due jobs left: held back by a limit. Nothing more can
+                // start until a job ends (or another user's is queued): wait for that, then
+                // gather the workers freed meanwhile.
+                let held = claim.more && claim.jobs.len() < permits.len();
+                let none = claim.jobs.is_empty();
                 backlog = claim.more || claim.jobs.len() == permits.len();
+                later.slots_awaited.store(held, Ordering::Relaxed);
                 for job in claim.jobs {
                     let Some(permit) = permits.pop() else { break };
                     if tx.send((job, permit)).await.is_err() {
                         return;
                     }
                 }
-            }
-            Ok(claim) => {
-                // Jobs held back by a limit: the claim after the next job end gathers workers.
-                backlog = claim.more;
                 drop(permits);
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = later.stopping.cancelled() => return,
+                if held || none {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = later.stopping.cancelled() => return,
+                    }
                 }
             }
             Err(e) => {

@@ -12,11 +12,12 @@
 //!
 //! Limits. A user at `max_running_per_user` (by default all but one of the workers, see
 //! `limits`) is passed over; no more than `max_running` run in all. Both count running jobs
-//! over the whole store, so claims of all instances are serialised by one advisory
-//! transaction lock, taken in a statement of its own (see `limited` on why): the claim that
-//! follows then sees every earlier claim's commit. No row locks are needed on top: claims
-//! never overlap, and the UPDATE takes the very row versions it read, still waiting (a job
-//! cancelled meanwhile has a new version and is not taken).
+//! over the whole store. When one of them is configured, claims of all instances are
+//! serialised by an advisory transaction lock, taken in a statement of its own (see `limited`
+//! on why): the claim that follows then sees every earlier claim's commit. The default alone
+//! is kept claim by claim, in one statement (see `ClaimLimits`). No row locks are needed: the
+//! UPDATE takes the very row versions it read, still waiting (a job cancelled or claimed by
+//! another instance meanwhile has a new version and is not taken).
 //!
 //! Cost. The front of the queue indexes holds the entries of jobs claimed since the last
 //! VACUUM, which every scan from the front walks (hundreds of pages under load), so a claim
@@ -35,9 +36,10 @@
 
 use super::{Store, claimed_jobs};
 use crate::later::job::ClaimedJob;
-use crate::later::limits::Limits;
+use crate::later::limits::ClaimLimits;
 use anyhow::Result;
 use futures_util::future::join3;
+use tokio_postgres::types::ToSql;
 
 /// Opens the claim's transaction and serialises claims over all instances (bigint advisory
 /// key). JIT off: the planner cannot know the LIMITs or how many owners wait, estimates the
@@ -181,23 +183,28 @@ pub struct Claim {
 
 impl Store {
     /// Claims up to `idle` due jobs for `instance` under `limits` (see the module).
-    pub async fn claim(&self, instance: &str, idle: i64, limits: &Limits) -> Result<Claim> {
-        let per_user = limits.max_running_per_user.map(i64::from);
-        let total = limits.max_running.map(i64::from);
+    pub async fn claim(&self, instance: &str, idle: i64, limits: &ClaimLimits) -> Result<Claim> {
+        let per_user = limits.per_user.map(i64::from);
+        let total = limits.total.map(i64::from);
         let client = self.worker_client().await?;
         let claim = client.prepare_cached(CLAIM_SQL).await?;
-        // One round trip: the three requests are sent as they are first polled, in order, so
-        // the lock is held from the lock statement to COMMIT and not across network waits.
-        // If one fails, the rest fail or roll back with it.
-        let (locked, rows, committed) = join3(
-            client.batch_execute(BEGIN_AND_LOCK),
-            client.query(&claim, &[&instance, &idle, &per_user, &total]),
-            client.batch_execute("COMMIT"),
-        )
-        .await;
-        locked?;
-        let rows = rows?;
-        committed?;
+        let params: [&(dyn ToSql + Sync); 4] = [&instance, &idle, &per_user, &total];
+        let rows = if limits.exact {
+            // One round trip: the three requests are sent as they are first polled, in order,
+            // so the lock is held from the lock statement to COMMIT and not across network
+            // waits. If one fails, the rest fail or roll back with it.
+            let (locked, rows, committed) = join3(
+                client.batch_execute(BEGIN_AND_LOCK),
+                client.query(&claim, &params),
+                client.batch_execute("COMMIT"),
+            )
+            .await;
+            locked?;
+            committed?;
+            rows?
+        } else {
+            client.query(&claim, &params).await?
+        };
         let more = rows
             .iter()
             .any(|r| r.try_get::<_, bool>(9).unwrap_or(false));
