@@ -42,11 +42,11 @@ impl<T, R> Clone for Batcher<T, R> {
     }
 }
 
-impl<T: Clone + Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
+impl<T: Clone + Send + Sync + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     /// `flush` gets a batch and returns one result per item, in order.
     pub fn start<F, Fut>(flushers: usize, max_batch: usize, flush: F) -> Self
     where
-        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<[T]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<R>, FlushError>> + Send,
     {
         let (tx, rx) = mpsc::channel::<(T, Ack<R>)>(max_batch * 4);
@@ -61,9 +61,12 @@ impl<T: Clone + Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
                         return;
                     }
                     let (items, acks): (Vec<T>, Vec<Ack<R>>) = batch.drain(..).unzip();
+                    // Shared, not copied: the items are needed again only if the batch is
+                    // refused and retried item by item.
+                    let items: Arc<[T]> = items.into();
                     match flush(items.clone()).await {
                         Err(e) if e.per_item && items.len() > 1 => {
-                            for (item, ack) in items.into_iter().zip(acks) {
+                            for (item, ack) in items.iter().cloned().zip(acks) {
                                 let _ = ack.send(one(&*flush, item).await);
                             }
                         }
@@ -89,10 +92,10 @@ impl<T: Clone + Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
 /// Flushes one item alone.
 async fn one<T, R, F, Fut>(flush: &F, item: T) -> Result<R, String>
 where
-    F: Fn(Vec<T>) -> Fut,
+    F: Fn(Arc<[T]>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, FlushError>>,
 {
-    match flush(vec![item]).await {
+    match flush(Arc::from(vec![item])).await {
         Ok(mut results) if results.len() == 1 => results.pop().ok_or_else(String::new),
         Ok(_) => Err("batch result count mismatch".into()),
         Err(e) => {
@@ -134,7 +137,7 @@ mod tests {
     async fn concurrent_items_share_batches_and_get_their_own_results() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        let b = Batcher::start(1, 100, move |items: Vec<u32>| {
+        let b = Batcher::start(1, 100, move |items: Arc<[u32]>| {
             let c = c.clone();
             async move {
                 c.fetch_add(1, Ordering::SeqCst);
@@ -158,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn an_item_the_server_refuses_fails_alone() {
         // 13 is refused: a batch holding it fails as a whole, and is retried item by item.
-        let b = Batcher::start(1, 100, move |items: Vec<u32>| async move {
+        let b = Batcher::start(1, 100, move |items: Arc<[u32]>| async move {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             if items.contains(&13) {
                 return Err(FlushError {
@@ -186,7 +189,7 @@ mod tests {
     async fn an_unreachable_store_fails_the_batch_once() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        let b = Batcher::start(1, 100, move |_: Vec<u32>| {
+        let b = Batcher::start(1, 100, move |_: Arc<[u32]>| {
             let c = c.clone();
             async move {
                 c.fetch_add(1, Ordering::SeqCst);

@@ -18,7 +18,7 @@ use crate::admin::metrics;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{debug, warn};
@@ -122,6 +122,10 @@ async fn serve(
     cursor: &mut Cursor,
     reader: &mut tokio::task::JoinHandle<()>,
 ) -> Ended {
+    // The first read (a catch-up) always runs.
+    let mut last_read = Instant::now()
+        .checked_sub(IDLE_CURSOR)
+        .unwrap_or_else(Instant::now);
     loop {
         tokio::select! {
             _ = &mut *reader => return Ended::Lost,
@@ -138,7 +142,7 @@ async fn serve(
             if later.limits().bounds_running() {
                 later.wake.notify_waiters();
             }
-            if let Err(e) = read_ends(later, checks, cursor).await {
+            if let Err(e) = read_ends(later, checks, cursor, &mut last_read).await {
                 // Read again from the same cursor on the next connection (which also reads
                 // cancels again).
                 metrics::store_error();
@@ -156,13 +160,27 @@ async fn serve(
     }
 }
 
+/// With nobody here waiting for ends, how often the cursor still moves on a hint. Skipping
+/// the read costs nothing while jobs end by thousands a second; a session that starts
+/// waiting later may then be told of an end up to this much older than its wait.
+const IDLE_CURSOR: Duration = Duration::from_secs(1);
+
 /// Ends since `cursor` that someone here waits for: their waiters are woken and their
 /// owners' listening sessions told, each end once.
-async fn read_ends(later: &Later, checks: &Checks<'_>, cursor: &mut Cursor) -> anyhow::Result<()> {
+async fn read_ends(
+    later: &Later,
+    checks: &Checks<'_>,
+    cursor: &mut Cursor,
+    last_read: &mut Instant,
+) -> anyhow::Result<()> {
     let owners = later.listeners.owners();
     let ids = later.watched();
+    if owners.is_empty() && ids.is_empty() && last_read.elapsed() < IDLE_CURSOR {
+        return Ok(());
+    }
     let (ended, next) = checks.ended_since(cursor, &owners, &ids).await?;
     *cursor = next;
+    *last_read = Instant::now();
     for end in &ended {
         later.job_done(end.id);
         later.listeners.deliver(end);

@@ -86,7 +86,7 @@ impl Later {
             config: live_config,
             recorder: {
                 let store = store.clone();
-                Batcher::start(1, 1000, move |items: Vec<BackendRecord>| {
+                Batcher::start(1, 1000, move |items: Arc<[BackendRecord]>| {
                     let store = store.clone();
                     async move {
                         store
@@ -98,7 +98,7 @@ impl Later {
             },
             finisher: {
                 let store = store.clone();
-                Batcher::start(1, 1000, move |items: Vec<Finish>| {
+                Batcher::start(1, 1000, move |items: Arc<[Finish]>| {
                     let store = store.clone();
                     async move {
                         store
@@ -292,7 +292,7 @@ fn enqueuer(
     config: &Arc<Live<LaterConfig>>,
 ) -> Batcher<NewJob, Admission> {
     let (store, wake, config) = (store.clone(), wake.clone(), config.clone());
-    Batcher::start(2, 1000, move |jobs: Vec<NewJob>| {
+    Batcher::start(2, 1000, move |jobs: Arc<[NewJob]>| {
         let (store, wake) = (store.clone(), wake.clone());
         let max_jobs_per_user = config.get().limits.max_jobs_per_user;
         async move {
