@@ -316,6 +316,8 @@ fn check_script(name: &str, env: &[(&str, &str)], expect: Expect) -> (Run, Run) 
 
 /// Scripts whose last statement fails on purpose (all others must succeed).
 const ENDS_WITH_AN_ERROR: &[&str] = &[
+    "deferred_constraint_at_commit",
+    "savepoints_in_script",
     "raise_exception",
     "raise_custom_fields",
     "unique_violation",
@@ -456,6 +458,10 @@ fidelity!(division_by_zero);
 fidelity!(error_with_context);
 fidelity!(error_internal_query);
 fidelity!(error_after_commit);
+// Fenced scripts (see later::fence): an error at the implicit COMMIT follows the results;
+// SAVEPOINT, refused in a multi-statement Query, runs unfenced and is refused as directly.
+fidelity!(deferred_constraint_at_commit);
+fidelity!(savepoints_in_script);
 fidelity!(implicit_transaction_errors);
 fidelity_position!(position_undefined_column);
 fidelity_position!(position_syntax_error);

@@ -3,6 +3,7 @@
 //! buffer, so a result of gigabytes never sits whole in memory.
 
 use super::conn::JobConn;
+use super::fence::Unfenced;
 use super::id::JobId;
 use super::job::{Attempt, BoundParams, JobState, Outcome};
 use super::placement::Prelude;
@@ -12,7 +13,7 @@ use crate::upstream::cancel::send_cancel;
 use crate::wire::fields::ErrorFields;
 use crate::wire::frame::MAX_MESSAGE_LEN;
 use crate::wire::reply::ProxyError;
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,6 +39,10 @@ pub struct Sink<'a> {
     results: i32,
     result_open: bool,
     first_error: Option<(String, String)>,
+    /// The attempt runs unfenced after all (the server refused it in a transaction block).
+    unfenced: bool,
+    /// The last message kept: its tag, length, and whether it counted as a statement result.
+    last_kept: Option<(u8, usize, bool)>,
     /// Set (to the limit) when the job's statement was cancelled for exceeding it.
     timeout: Option<(
         std::time::Duration,
@@ -62,6 +67,8 @@ impl<'a> Sink<'a> {
             results: 0,
             result_open: false,
             first_error: None,
+            unfenced: false,
+            last_kept: None,
             timeout: None,
         }
     }
@@ -94,17 +101,20 @@ impl<'a> Sink<'a> {
 
     /// Follows statement results: a RowDescription starts one, and a CommandComplete or
     /// EmptyQueryResponse ends one (or is one, for a statement without rows).
-    fn count_result(&mut self, tag: u8) {
+    fn count_result(&mut self, tag: u8) -> bool {
         match tag {
             b'T' => {
                 self.results += 1;
                 self.result_open = true;
+                true
             }
             b'C' | b'I' => {
-                self.results += i32::from(!self.result_open);
+                let alone = !self.result_open;
+                self.results += i32::from(alone);
                 self.result_open = false;
+                alone
             }
-            _ => {}
+            _ => false,
         }
     }
 
@@ -131,13 +141,18 @@ impl<'a> Sink<'a> {
     }
 
     /// The outcome, with the chunk not stored yet: it goes with the outcome in one statement.
-    fn close(self, mut outcome: Outcome) -> Captured {
-        let last_chunk = (!self.chunk.is_empty()).then(|| (self.seq, self.chunk.to_vec()));
+    fn close(mut self, mut outcome: Outcome) -> Captured {
+        let last_chunk = (!self.chunk.is_empty()).then(|| (self.seq, self.chunk.split().freeze()));
         outcome.bytes = self.bytes;
         outcome.chunks = self.seq + i32::from(last_chunk.is_some());
+        let trailing_complete = match self.last_kept {
+            Some((b'C', len, counted)) => Some((len, counted)),
+            _ => None,
+        };
         Captured {
             outcome,
             last_chunk,
+            trailing_complete,
         }
     }
 
@@ -151,6 +166,42 @@ impl<'a> Sink<'a> {
             .await?;
         self.seq += 1;
         self.chunk.clear();
+        Ok(())
+    }
+
+    /// Records in the store, before it runs again without the fence, that this attempt runs
+    /// unfenced (after a fault it is then judged by the unfenced rule).
+    async fn unfence(&mut self) -> anyhow::Result<()> {
+        self.store
+            .unfence(self.id, self.attempt, Unfenced::RefusedInBlock)
+            .await?;
+        self.unfenced = true;
+        Ok(())
+    }
+
+    /// The attempt fell back to running unfenced (see `unfence`).
+    pub fn fell_back(&self) -> bool {
+        self.unfenced
+    }
+
+    /// Whether the result went over `max_result_bytes`.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Forgets everything captured so far, in the store too: a fenced job over the size limit
+    /// is rolled back, and keeps no partial result.
+    pub async fn discard(&mut self) -> anyhow::Result<()> {
+        if self.seq > 0 {
+            self.store.delete_chunks(self.id, self.attempt).await?;
+        }
+        self.chunk.clear();
+        self.seq = 0;
+        self.bytes = 0;
+        self.rows = 0;
+        self.results = 0;
+        self.first_error = None;
+        self.last_kept = None;
         Ok(())
     }
 
@@ -186,14 +237,58 @@ impl<'a> Sink<'a> {
         Captured {
             outcome,
             last_chunk: None,
+            trailing_complete: None,
         }
     }
 }
 
 /// A finished capture: the outcome and the last chunk, still to be stored with it.
+#[derive(Debug, Clone)]
 pub struct Captured {
     pub outcome: Outcome,
-    pub last_chunk: Option<(i32, Vec<u8>)>,
+    pub last_chunk: Option<(i32, bytes::Bytes)>,
+    /// The output ends with a CommandComplete of this many bytes (and whether it counted as
+    /// a statement result of its own): see `failed_at_commit`.
+    pub trailing_complete: Option<(usize, bool)>,
+}
+
+impl Captured {
+    /// The job failed at its COMMIT (a deferred constraint, a serialization failure), as a
+    /// direct run's implicit commit fails: PostgreSQL commits a Query's implicit transaction
+    /// before it sends the last statement's CommandComplete, so a direct client sees the
+    /// error in its place. `stored_last`: the last chunk, when the fence stored it already
+    /// (it is then stored again, changed).
+    pub fn failed_at_commit(
+        mut self,
+        error: &[u8],
+        stored_last: Option<(i32, bytes::Bytes)>,
+    ) -> Captured {
+        let f = ErrorFields::parse(error.get(5..).unwrap_or_default());
+        let o = &mut self.outcome;
+        o.state = JobState::Failed;
+        o.sqlstate = Some(f.get(b'C').unwrap_or("XX000").to_owned());
+        o.error = Some(f.get(b'M').unwrap_or("").to_owned());
+        o.error_in_result = true;
+        let (seq, mut data) = match stored_last.or(self.last_chunk.take()) {
+            Some((seq, data)) => (seq, BytesMut::from(&data[..])),
+            None => {
+                o.chunks += 1;
+                (o.chunks - 1, BytesMut::new())
+            }
+        };
+        if let Some((n, counted)) = self.trailing_complete.take()
+            && let Some(at) = data.len().checked_sub(n)
+            && data.get(at) == Some(&b'C')
+        {
+            data.truncate(at);
+            o.bytes -= n as i64;
+            o.result_sets -= i32::from(counted);
+        }
+        data.extend_from_slice(error);
+        o.bytes += error.len() as i64;
+        self.last_chunk = Some((seq, data.freeze()));
+        self
+    }
 }
 
 /// What the server's reply stream is in the middle of.
@@ -215,51 +310,97 @@ fn kept(tag: u8) -> bool {
     )
 }
 
-/// Runs `script` (behind `prelude`, if any: see `later::placement`) and captures its
-/// results; returns the outcome and the final transaction status. An Err means the
-/// connection broke: the job's outcome is unknown.
+/// What a job runs: its script (one statement with bound parameters, through the extended
+/// protocol, when `params` is set), behind `prelude` (see `later::placement`) and, when
+/// `fenced`, behind the commit fence (see `later::fence`).
+#[derive(Clone, Copy)]
+pub struct Script<'a> {
+    pub text: &'a [u8],
+    pub params: Option<&'a BoundParams>,
+    pub prelude: Option<&'a Prelude>,
+    pub fenced: bool,
+}
+
+/// How a script ran to its ReadyForQuery.
+#[derive(Debug)]
+pub struct Ran {
+    /// The transaction status at its end ('T': a fenced script's transaction is open).
+    pub status: u8,
+    /// It ran behind the fence to the end (it may have fallen back: see `Unfenced`).
+    pub fenced: bool,
+    /// A fenced script's transaction id; None when it wrote nothing.
+    pub xid: Option<String>,
+}
+
+/// Runs `script` and captures its results. An Err means the connection broke, or the store
+/// could not take the results.
 pub async fn run(
     conn: &mut JobConn,
     upstream: &Upstream,
-    script: &[u8],
-    params: Option<&BoundParams>,
-    prelude: Option<&Prelude>,
+    script: Script<'_>,
     sink: &mut Sink<'_>,
-) -> Result<u8, CaptureError> {
-    // The connection's own read buffer, reused from job to job.
-    let mut buf = std::mem::take(&mut conn.read_buf);
-    if buf.capacity() == 0 {
-        buf.reserve(READ_BUF);
+) -> Result<Ran, CaptureError> {
+    if conn.read_buf.capacity() == 0 {
+        conn.read_buf.reserve(READ_BUF);
     }
-    let mut prelude = prelude;
-    let result = loop {
-        let sent = match params {
-            None => conn.send_script(script, prelude).await,
-            Some(p) => conn.send_statement(script, p, prelude).await,
+    let (mut prelude, mut fenced) = (script.prelude, script.fenced);
+    loop {
+        let sent = match script.params {
+            None => conn.send_script(script.text, prelude, fenced).await,
+            Some(p) => conn.send_statement(script.text, p, prelude, fenced).await,
         };
-        if let Err(e) = sent {
-            break Err(CaptureError::Io(e));
+        sent.map_err(CaptureError::Io)?;
+        if fenced && conn.read_control().await.map_err(CaptureError::Io)?.status != b'T' {
+            // BEGIN did not open a transaction block (nothing known does that): the script
+            // runs as sent, and is judged unfenced.
+            sink.unfence().await.map_err(CaptureError::Store)?;
+            fenced = false;
         }
+        let extended = script.params.is_some();
         let ahead = Ahead {
-            replies: prelude.map_or(0, |p| p.replies(params.is_some())),
-            chars: match params {
+            replies: prelude.map_or(0, |p| p.replies(extended)),
+            chars: match script.params {
                 None => prelude.map_or(0, |p| p.chars),
                 Some(_) => 0,
             },
-            retry_alone: prelude.is_some(),
+            retry_alone: prelude.is_some() || fenced,
         };
-        match read_replies(conn, upstream, script, sink, &mut buf, ahead).await {
+        // The connection's own read buffer, reused from job to job; what is read past the
+        // script's ReadyForQuery stays in it for the control reads that follow.
+        let mut buf = std::mem::take(&mut conn.read_buf);
+        let ended = read_replies(conn, upstream, script.text, sink, &mut buf, ahead).await;
+        conn.read_buf = buf;
+        match ended? {
             // The script's first statement cannot run in a transaction block (VACUUM,
-            // CREATE INDEX CONCURRENTLY...), which the prelude made it part of: it refused
-            // before doing anything, so it runs again alone, as a direct client of a
-            // transaction pooler would run it, with no session state.
-            Ok(Ended::Retry) => prelude = None,
-            Ok(Ended::Ready(status)) => break Ok(status),
-            Err(e) => break Err(e),
+            // CREATE INDEX CONCURRENTLY...), which the prelude or the fence made it part of:
+            // it refused before doing anything, so it runs again alone, as a direct client
+            // would run it (behind a transaction pooler, with no session state). Unfenced
+            // from here on, which the store knows before it runs.
+            Ended::Retry => {
+                if fenced {
+                    conn.read_control().await.map_err(CaptureError::Io)?;
+                    conn.control("ROLLBACK").await.map_err(CaptureError::Io)?;
+                    sink.unfence().await.map_err(CaptureError::Store)?;
+                    fenced = false;
+                }
+                prelude = None;
+            }
+            Ended::Ready(status) => {
+                let xid = if fenced {
+                    // The transaction id read after the script (an error when it failed).
+                    let control = conn.read_control().await.map_err(CaptureError::Io)?;
+                    control.value.filter(|_| status == b'T')
+                } else {
+                    None
+                };
+                return Ok(Ran {
+                    status,
+                    fenced,
+                    xid,
+                });
+            }
         }
-    };
-    conn.read_buf = buf;
-    result
+    }
 }
 
 /// What was sent ahead of the script in the same Query or pipeline.
@@ -305,8 +446,7 @@ async fn read_replies(
     let mut cancelled_for_size = false;
 
     loop {
-        buf.clear();
-        if conn.stream.read_buf(buf).await.map_err(CaptureError::Io)? == 0 {
+        if buf.is_empty() && conn.stream.read_buf(buf).await.map_err(CaptureError::Io)? == 0 {
             return Err(CaptureError::Io(io::ErrorKind::UnexpectedEof.into()));
         }
         let mut p = &buf[..];
@@ -334,8 +474,9 @@ async fn read_replies(
                         current = Current::Keep(body, false);
                     } else if kept(tag) {
                         let store = sink.admit(len as usize + 1);
-                        sink.count_result(tag);
+                        let counted = sink.count_result(tag);
                         if store {
+                            sink.last_kept = Some((tag, len as usize + 1, counted));
                             rows += i64::from(tag == b'D');
                             sink.push(&header).await.map_err(CaptureError::Store)?;
                         }
@@ -371,6 +512,9 @@ async fn read_replies(
                     current = Current::Header;
                     match tag {
                         b'Z' => {
+                            // Replies to what was pipelined after the script stay in `buf`.
+                            let used = buf.len() - p.len();
+                            buf.advance(used);
                             if retry {
                                 return Ok(Ended::Retry);
                             }
@@ -421,6 +565,7 @@ async fn read_replies(
                             relocate_position(&fields, script, moved.as_deref())
                                 .encode(b'E', &mut out);
                             if sink.admit(out.len()) {
+                                sink.last_kept = Some((b'E', out.len(), false));
                                 sink.push(&out).await.map_err(CaptureError::Store)?;
                             }
                         }
@@ -447,6 +592,7 @@ async fn read_replies(
                 _ => {}
             }
         }
+        buf.clear();
         if sink.exceeded && !cancelled_for_size {
             cancelled_for_size = true;
             let _ = send_cancel(upstream, conn.pid, &conn.secret).await;

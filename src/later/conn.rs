@@ -8,7 +8,7 @@ use crate::auth::Credential;
 use crate::stream::Stream;
 use crate::upstream::login::frame;
 use crate::upstream::{LoginError, Upstream, login};
-use crate::wire::io::{Message, read_message};
+use crate::wire::io::{Message, read_buffered, read_message};
 use crate::wire::replies;
 use crate::wire::startup::build_startup;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -25,6 +25,19 @@ const MAX_CONTROL_MESSAGE: u32 = 1 << 20;
 const BACKEND_START_SQL: &str = "SELECT pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', \
      'YYYY-MM-DD HH24:MI:SS.US') FROM pg_catalog.pg_stat_activity a \
      WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
+
+/// Read after a fenced script, in its transaction: NULL when it wrote nothing (then it needs
+/// no fence). Schema-qualified: it runs as the job's owner (DESIGN decision 6).
+pub const XID_SQL: &str = "SELECT pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text";
+
+/// The replies of a control statement: its ReadyForQuery status, the first column of its
+/// first row, and its first error, framed.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub status: u8,
+    pub value: Option<String>,
+    pub error: Option<Bytes>,
+}
 
 /// Which sessions a connection can serve: jobs of the same owner, database and settings
 /// (those a connection holds: see `later::placement`).
@@ -137,36 +150,83 @@ impl JobConn {
     }
 
     pub async fn send_query(&mut self, sql: &[u8]) -> io::Result<()> {
-        self.send_script(sql, None).await
+        self.send_script(sql, None, false).await
+    }
+
+    /// The next whole message of a control exchange (through the connection's read buffer).
+    async fn next_message(&mut self) -> io::Result<Message> {
+        read_buffered(&mut self.stream, &mut self.read_buf, MAX_CONTROL_MESSAGE).await
     }
 
     /// Sends a script as one Query, the prelude's statements ahead of it in the same Query.
-    pub async fn send_script(&mut self, sql: &[u8], prelude: Option<&Prelude>) -> io::Result<()> {
+    /// `fenced`: a `BEGIN` Query goes first (see `later::fence`; not in the script's Query,
+    /// whose text the script may read, e.g. in pg_prepared_statements), and the read of the
+    /// transaction id follows as a Query of its own, all in one write.
+    pub async fn send_script(
+        &mut self,
+        sql: &[u8],
+        prelude: Option<&Prelude>,
+        fenced: bool,
+    ) -> io::Result<()> {
         let ahead = prelude.map_or(&[][..], |p| &p.sql);
         let len = u32::try_from(ahead.len() + sql.len() + 5)
             .map_err(|_| io::Error::other("script too long"))?;
-        let mut out = BytesMut::with_capacity(len as usize + 1);
+        let mut out = BytesMut::with_capacity(len as usize + 1 + XID_SQL.len() + 18);
+        if fenced {
+            put_query(&mut out, b"BEGIN");
+        }
         out.put_u8(b'Q');
         out.put_u32(len);
         out.put_slice(ahead);
         out.put_slice(sql);
         out.put_u8(0);
+        if fenced {
+            put_query(&mut out, XID_SQL.as_bytes());
+        }
         self.stream.write_all(&out).await?;
         self.stream.flush().await
+    }
+
+    /// Runs one control statement and reads its replies to ReadyForQuery.
+    pub async fn control(&mut self, sql: &str) -> io::Result<Control> {
+        self.send_query(sql.as_bytes()).await?;
+        self.read_control().await
+    }
+
+    /// Reads the replies of a control statement already sent, to its ReadyForQuery.
+    pub async fn read_control(&mut self) -> io::Result<Control> {
+        let mut control = Control::default();
+        loop {
+            let msg = self.next_message().await?;
+            match msg.tag {
+                b'D' if control.value.is_none() => control.value = replies::first_column(&msg.body),
+                b'E' if control.error.is_none() => control.error = Some(frame(&msg)),
+                b'Z' => {
+                    control.status = msg.body.first().copied().unwrap_or(b'I');
+                    return Ok(control);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Runs one statement through the extended protocol with its bound parameters, results
     /// in text format: Parse, Bind, Describe (for the RowDescription a simple run would
     /// give), Execute, Sync, in one write; the prelude's set_config calls ahead of it,
-    /// before the same Sync.
+    /// before the same Sync. `fenced`: a `BEGIN` Query goes first, and the read of the
+    /// transaction id follows as a Query.
     pub async fn send_statement(
         &mut self,
         sql: &[u8],
         params: &BoundParams,
         prelude: Option<&Prelude>,
+        fenced: bool,
     ) -> io::Result<()> {
         let too_long = || io::Error::other("statement or parameters too long");
-        let mut out = BytesMut::with_capacity(sql.len() + params.formats_and_values.len() + 64);
+        let mut out = BytesMut::with_capacity(sql.len() + params.formats_and_values.len() + 128);
+        if fenced {
+            put_query(&mut out, b"BEGIN");
+        }
         if let Some(p) = prelude.filter(|p| !p.pairs.is_empty()) {
             put_set_configs(&mut out, &p.pairs).map_err(|_| too_long())?;
         }
@@ -189,6 +249,9 @@ impl JobConn {
         out.put_slice(&[b'D', 0, 0, 0, 6, b'P', 0]);
         out.put_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
         out.put_slice(&[b'S', 0, 0, 0, 4]);
+        if fenced {
+            put_query(&mut out, XID_SQL.as_bytes());
+        }
         self.stream.write_all(&out).await?;
         self.stream.flush().await
     }
@@ -200,7 +263,7 @@ impl JobConn {
         self.send_query(sql).await?;
         let mut refused = None;
         loop {
-            let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+            let msg = self.next_message().await?;
             match msg.tag {
                 b'E' => refused = Some(frame(&msg)),
                 b'Z' => break,
@@ -219,7 +282,7 @@ impl JobConn {
         let mut value = None;
         let mut failed = None;
         loop {
-            let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+            let msg = self.next_message().await?;
             match msg.tag {
                 b'D' if value.is_none() => value = replies::first_column(&msg.body),
                 b'E' => failed = Some(error_message(&msg)),
@@ -256,7 +319,7 @@ impl JobConn {
     pub async fn ready(&mut self) -> io::Result<()> {
         while self.pending_resets > 0 {
             loop {
-                let msg = read_message(&mut self.stream, MAX_CONTROL_MESSAGE).await?;
+                let msg = self.next_message().await?;
                 match msg.tag {
                     b'E' => return Err(io::Error::other(error_message(&msg))),
                     b'Z' => break,

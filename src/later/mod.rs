@@ -9,6 +9,7 @@ pub mod command;
 pub mod conn;
 pub mod credentials;
 pub mod custom_settings;
+pub mod fence;
 pub mod id;
 pub mod intercept;
 pub mod job;

@@ -7,7 +7,7 @@ use super::id::JobId;
 use super::job::NewJob;
 use super::limits::{Admission, Limits};
 use super::notify::Listeners;
-use super::store::{BackendRecord, Finish, Store};
+use super::store::{BackendRecord, Finish, Prepare, Store};
 use super::worker::{ConnCache, RunningJobs};
 use crate::config::{Config, LaterConfig};
 use crate::live::Live;
@@ -32,6 +32,15 @@ pub struct Later {
     pub recorder: Batcher<BackendRecord, Option<bool>>,
     /// Outcomes and last result chunks, group-committed.
     pub finisher: Batcher<Finish, bool>,
+    /// Fenced jobs' output and transaction ids, stored before their COMMIT, group-committed.
+    /// Per item, false when fenced out.
+    pub preparer: Batcher<Prepare, bool>,
+    /// The store is a database of the upstream server (no later.store_url): it can read
+    /// the status of the jobs' transactions itself.
+    pub store_is_upstream: bool,
+    /// Jobs a worker here holds, from their claim to their recorded end. A job running here
+    /// in the store that no worker holds was given up and is decided by the rescue.
+    pub held: dashmap::DashSet<JobId>,
     pub upstream: Upstream,
     /// Wakes idle workers: a job was queued here or (via LISTEN) on another instance.
     pub wake: Arc<Notify>,
@@ -108,6 +117,20 @@ impl Later {
                     }
                 })
             },
+            preparer: {
+                let store = store.clone();
+                Batcher::start(1, 1000, move |items: Arc<[Prepare]>| {
+                    let store = store.clone();
+                    async move {
+                        store
+                            .prepare(&items)
+                            .await
+                            .map_err(|e| FlushError::store(&e))
+                    }
+                })
+            },
+            store_is_upstream: same_server,
+            held: dashmap::DashSet::new(),
             store,
             upstream,
             wake,

@@ -134,6 +134,11 @@ fn encode_row(b: &mut BytesMut, row: &ShowRow, encoding: &str) {
     let script = preview(&text::decode(&row.script, from), row.script_cut);
     values.push(Some(text::encode(&script, encoding)));
     values.push(row.run_at.as_deref().map(|s| text::encode(s, encoding)));
+    values.extend(
+        row.after_run_at
+            .iter()
+            .map(|v| v.as_deref().map(|s| text::encode(s, encoding))),
+    );
     let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
     reply::data_row_bytes(b, &refs);
 }
@@ -156,7 +161,7 @@ fn preview(script: &str, cut: bool) -> String {
 
 /// SHOW LATER's columns.
 pub fn description() -> BytesMut {
-    const COLUMNS: [(&str, u32); 11] = [
+    const COLUMNS: [(&str, u32); 13] = [
         ("job_id", reply::INT8),
         ("state", reply::TEXT),
         ("submitted", reply::TIMESTAMPTZ),
@@ -168,6 +173,10 @@ pub fn description() -> BytesMut {
         ("error", reply::TEXT),
         ("script", reply::TEXT),
         ("run_at", reply::TIMESTAMPTZ),
+        // Claims so far (a job run again after a fault counts each run).
+        ("attempts", reply::INT4),
+        // How the attempt runs: "commit" behind the commit fence, or why not.
+        ("fence", reply::TEXT),
     ];
     let mut b = BytesMut::with_capacity(256);
     let columns: Vec<Column> = COLUMNS

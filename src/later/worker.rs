@@ -2,15 +2,17 @@
 //! its job on a connection logged in as the owner and reports the outcome. Store writes of
 //! all workers are group-committed (see `batch`).
 
-use super::capture::{self, CaptureError, Captured, Sink};
+use super::batch::Batcher;
+use super::capture::{self, CaptureError, Captured, Script, Sink};
 use super::conn::{ConnKey, JobConn, OpenError};
+use super::fence;
 use super::id::JobId;
 use super::job::{Attempt, ClaimedJob};
 use super::placement::{Prelude, place};
 use super::service::Later;
 use super::session::Identity;
 use super::store::failure::describe;
-use super::store::{BackendRecord, Finish};
+use super::store::{BackendRecord, Finish, Prepare};
 use crate::admin::metrics;
 use crate::auth::Credential;
 use crate::config::Pooler;
@@ -99,7 +101,9 @@ pub fn spawn(later: Arc<Later>) {
             loop {
                 let next = rx.lock().await.recv().await;
                 let Some((job, permit)) = next else { return };
+                let id = job.id;
                 run_job(&later, job).await;
+                later.held.remove(&id);
                 drop(permit);
             }
         });
@@ -152,7 +156,12 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
                 backlog = claim.more || claim.jobs.len() == permits.len();
                 later.slots_awaited.store(held, Ordering::Relaxed);
                 for job in claim.jobs {
-                    let Some(permit) = permits.pop() else { break };
+                    // Held before the rescue can see it running here unheld (see `rescue`).
+                    later.held.insert(job.id);
+                    let Some(permit) = permits.pop() else {
+                        later.held.remove(&job.id);
+                        break;
+                    };
                     if tx.send((job, permit)).await.is_err() {
                         return;
                     }
@@ -211,6 +220,8 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Pooler::Transaction => Prelude::new(&placement.local, &identity, key.encoding()),
         _ => None,
     };
+    // Behind the commit fence when the script is one transaction (see `fence`).
+    let fence = fence::plan(&crate::wire::text::decode(&job.script, key.encoding()));
     let timed_out = Arc::new(AtomicBool::new(false));
     let mut sink = Sink::new(&later.store, job.id, job.attempt, config.max_result_bytes);
     if let Some(limit) = config.job_timeout {
@@ -244,6 +255,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             attempt: job.attempt,
             pid: conn.pid,
             backend_start: conn.backend_start.clone(),
+            fence,
         })
         .await;
     if !matches!(started, Ok(Some(false))) {
@@ -302,14 +314,13 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     }
     let (pid, secret) = (conn.pid, conn.secret.clone());
     let result = {
-        let run = capture::run(
-            &mut conn,
-            &later.upstream,
-            &job.script,
-            job.params.as_ref(),
-            prelude.as_ref(),
-            &mut sink,
-        );
+        let script = Script {
+            text: &job.script,
+            params: job.params.as_ref(),
+            prelude: prelude.as_ref(),
+            fenced: fence.is_commit(),
+        };
+        let run = capture::run(&mut conn, &later.upstream, script, &mut sink);
         tokio::pin!(run);
         let deadline = config
             .job_timeout
@@ -338,11 +349,31 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     later.running.remove(&job.id);
     job.clock.cancel_requested_if(&cancel.requested);
     let captured = match result {
-        Ok(status) => {
-            if conn.reset(status).await.is_ok() {
+        Ok(ran) if ran.fenced && ran.status == b'T' && !sink.exceeded() => {
+            match commit_fenced(later, &job, conn, key, sink, ran.xid).await {
+                Some(captured) => captured,
+                None => return give_up(later, &job).await,
+            }
+        }
+        Ok(ran) => {
+            // A fenced script that failed, or went over the size limit, is rolled back
+            // (`reset` does) and keeps no partial result.
+            if conn.reset(ran.status).await.is_ok() {
                 later.conns.put(key, conn, config.workers);
             }
+            if ran.fenced && sink.exceeded() && sink.discard().await.is_err() {
+                return give_up(later, &job).await;
+            }
             sink.completed()
+        }
+        // The connection broke (or the store could not take the output) before a fenced
+        // job's COMMIT was sent: its transaction cannot commit, and it runs again. Its old
+        // backend is cancelled in case it has not noticed yet.
+        Err(CaptureError::Io(_) | CaptureError::Store(_))
+            if fence.is_commit() && !sink.fell_back() =>
+        {
+            let _ = send_cancel(&later.upstream, pid, &secret).await;
+            return give_up(later, &job).await;
         }
         Err(CaptureError::Io(e)) => sink.failed(
             "40003",
@@ -361,8 +392,75 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     record(later, &job, captured).await;
 }
 
+/// The end of a fenced script whose transaction is open: its output and transaction id are
+/// stored, then COMMIT is sent (a transaction that wrote nothing needs no stored output).
+/// None when the job is left to the rescue: its claim was lost (then it is rolled back), the
+/// store stayed away, or the COMMIT's reply was lost (then `pg_xact_status` tells).
+async fn commit_fenced(
+    later: &Later,
+    job: &ClaimedJob,
+    mut conn: JobConn,
+    key: ConnKey,
+    sink: Sink<'_>,
+    xid: Option<String>,
+) -> Option<Captured> {
+    let Captured {
+        outcome,
+        last_chunk,
+        trailing_complete,
+    } = sink.completed();
+    let (stored_last, last_chunk) = match xid {
+        Some(xid) => {
+            let finish = Finish {
+                id: job.id,
+                attempt: job.attempt,
+                outcome: outcome.clone(),
+                last_chunk: last_chunk.clone(),
+            };
+            let prepare = Prepare { finish, xid };
+            match until_stored(later, &later.preparer, prepare, "store a job's output").await {
+                Some(true) => (last_chunk, None),
+                Some(false) => {
+                    debug!(job = %job.id, "claim lost before commit: rolled back");
+                    return None;
+                }
+                // Dropping the connection rolls the transaction back.
+                None => return None,
+            }
+        }
+        None => (None, last_chunk),
+    };
+    let control = conn.control("COMMIT").await.ok()?;
+    let captured = Captured {
+        outcome,
+        last_chunk,
+        trailing_complete,
+    };
+    let captured = match &control.error {
+        Some(error) => captured.failed_at_commit(error, stored_last),
+        None => captured,
+    };
+    if control.status == b'I' && conn.reset(b'I').await.is_ok() {
+        later.conns.put(key, conn, later.config().workers);
+    }
+    Some(captured)
+}
+
+/// Leaves a job this worker cannot end to the rescue, which decides it from the store (see
+/// `rescue`). A fenced job whose COMMIT was never sent is put back at once when the store
+/// allows: it did not take effect.
+async fn give_up(later: &Later, job: &ClaimedJob) {
+    later.running.remove(&job.id);
+    match later.store.requeue_unprepared(job.id, job.attempt).await {
+        Ok(true) => {
+            info!(job = %job.id, attempt = job.attempt.0, "job runs again: its transaction did not commit")
+        }
+        Ok(false) => {}
+        Err(_) => debug!(job = %job.id, "job left to the rescue"),
+    }
+}
 /// A reusable connection for `key`, or a new one.
-async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> {
+pub(super) async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> {
     while let Some(mut conn) = later.conns.take(key) {
         if conn.ready().await.is_ok() {
             return Ok(conn);
@@ -410,13 +508,50 @@ async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
         outcome: captured.outcome,
         last_chunk: captured.last_chunk,
     };
-    match later.finisher.submit(finish).await {
-        Ok(true) => {
+    match until_stored(later, &later.finisher, finish, "record an outcome").await {
+        Some(true) => {
             metrics::job_finished(&job.clock, state);
             info!(job = %job.id, owner = %job.owner, %state, rows, "job finished");
             later.job_done(job.id);
         }
-        Ok(false) => debug!(job = %job.id, "outcome not recorded: claim was lost"),
-        Err(e) => warn!(job = %job.id, error = %e, "job store: cannot record an outcome"),
+        Some(false) => debug!(job = %job.id, "outcome not recorded: claim was lost"),
+        // Stopping with the store away: the next incarnation's rescue decides the job.
+        None => {}
+    }
+}
+
+/// How long a worker waits between tries of a store write that failed (the store restarts,
+/// or a separate store is away for a while).
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// Submits `item` to `batcher` until the store takes it; None when this instance stops
+/// first. A job's end is never dropped because the store was briefly away: its worker holds
+/// it (and a fenced job its open transaction) until then.
+async fn until_stored<T, R>(
+    later: &Later,
+    batcher: &Batcher<T, R>,
+    item: T,
+    what: &str,
+) -> Option<R>
+where
+    T: Clone + Send + Sync + 'static,
+    R: Clone + Send + 'static,
+{
+    let mut warned = false;
+    loop {
+        match batcher.submit(item.clone()).await {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                if !warned {
+                    metrics::store_error();
+                    warn!(error = %e, "job store: cannot {what}; trying again until it can");
+                    warned = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STORE_RETRY) => {}
+            _ = later.stopping.cancelled() => return None,
+        }
     }
 }

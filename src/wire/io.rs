@@ -31,6 +31,35 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max_len: u32) -> io::
     })
 }
 
+/// Reads one message like `read_message`, through `buf`: bytes read past the message stay in
+/// `buf` for the next call (replies to pipelined requests arrive together).
+pub async fn read_buffered<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    max_len: u32,
+) -> io::Result<Message> {
+    loop {
+        if let Some((tag, len)) = crate::wire::frame::header_at(buf, 0) {
+            if !(4..=max_len).contains(&len) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("invalid message length {len}"),
+                ));
+            }
+            let whole = len as usize + 1;
+            if buf.len() >= whole {
+                let mut body = buf.split_to(whole);
+                body.advance(5);
+                return Ok(Message { tag, body });
+            }
+            buf.reserve(whole - buf.len());
+        }
+        if r.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
 /// Reads a NUL-terminated string from the front of `buf`.
 pub fn get_cstr(buf: &mut BytesMut) -> Option<String> {
     let end = buf.iter().position(|&b| b == 0)?;

@@ -162,6 +162,7 @@ pub struct Column {
 }
 
 pub const INT8: u32 = 20;
+pub const INT4: u32 = 23;
 pub const TEXT: u32 = 25;
 pub const TIMESTAMPTZ: u32 = 1184;
 pub const INTERVAL: u32 = 1186;

@@ -158,7 +158,8 @@ WITH RECURSIVE running AS MATERIALIZED (
  claimed AS (
     UPDATE pglater.jobs j
        SET state = 'running', attempt = attempt + 1, started_at = NULL,
-           instance = $1, backend_pid = NULL, backend_start = NULL
+           instance = $1, backend_pid = NULL, backend_start = NULL, fence = NULL,
+           fence_xid = NULL
      -- By the versions read (a TID scan: the only path these conditions leave, whatever
      -- the statistics said when the plan was made). A version changed since is not taken;
      -- the state is checked in a form that no index of waiting jobs can serve.

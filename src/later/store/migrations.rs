@@ -120,6 +120,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
     DROP INDEX pglater.jobs_owner;
     "#,
     ),
+    (
+        7,
+        r#"
+    -- The commit fence (see later::fence): how the attempt runs ('commit', or why not), and
+    -- the transaction id of a fenced attempt whose output is stored and which may commit.
+    -- After a fault, pg_xact_status(fence_xid) on the upstream decides the job's end.
+    ALTER TABLE pglater.jobs ADD COLUMN fence text;
+    ALTER TABLE pglater.jobs ADD COLUMN fence_xid xid8;
+    "#,
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -4,6 +4,7 @@ mod claim;
 pub mod credentials;
 pub mod ends;
 pub mod failure;
+pub mod fence;
 mod limited;
 pub mod migrations;
 mod show;
@@ -21,6 +22,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 pub use claim::{CLAIM_SQL, Claim};
+pub use fence::Prepare;
 pub use show::{ShowKey, ShowRow};
 
 /// Options of every session pglater opens on the store (and its listener): names resolve in
@@ -71,9 +73,13 @@ impl Store {
         let pg_config = with_options(&pg_config, STORE_SESSION_OPTIONS);
         let pool = pool_for(pg_config.clone(), pool_size)?;
         let mut options = String::from(WORKER_SESSION_OPTIONS);
-        if same_server {
-            options.push_str(" -c synchronous_commit=off");
-        }
+        // A separate store commits the workers' records durably whatever its own default:
+        // the commit fence needs a job's stored output on disk before the job's COMMIT.
+        options.push_str(if same_server {
+            " -c synchronous_commit=off"
+        } else {
+            " -c synchronous_commit=on"
+        });
         let worker_pool = pool_for(with_options(&pg_config, &options), pool_size)?;
         let mut client = pool
             .get()
@@ -153,19 +159,21 @@ impl Store {
         let attempts: Vec<i32> = items.iter().map(|b| b.attempt.0).collect();
         let pids: Vec<i32> = items.iter().map(|b| b.pid).collect();
         let starts: Vec<&str> = items.iter().map(|b| b.backend_start.as_str()).collect();
+        let fences: Vec<&str> = items.iter().map(|b| b.fence.as_str()).collect();
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE pglater.jobs j
                     SET backend_pid = b.pid, backend_start = b.st::timestamptz,
-                        started_at = clock_timestamp()
-                   FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[]) AS b(id, att, pid, st)
+                        started_at = clock_timestamp(), fence = b.fence, fence_xid = NULL
+                   FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::text[])
+                        AS b(id, att, pid, st, fence)
                   WHERE j.id = b.id AND j.attempt = b.att AND j.state = 'running'
                  RETURNING j.id, j.cancel_requested",
             )
             .await?;
         let rows = client
-            .query(&stmt, &[&ids, &attempts, &pids, &starts])
+            .query(&stmt, &[&ids, &attempts, &pids, &starts, &fences])
             .await?;
         let done: std::collections::HashMap<i64, bool> =
             rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -213,7 +221,7 @@ impl Store {
             .collect();
         let data: Vec<Option<&[u8]>> = items
             .iter()
-            .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_slice()))
+            .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_ref()))
             .collect();
         let client = self.worker_client().await?;
         let stmt = client
@@ -226,7 +234,9 @@ impl Store {
                             data, nresults)),
                  c AS (
                    INSERT INTO pglater.result_chunks (job_id, attempt, seq, data)
-                   SELECT id, att, seq, data FROM o WHERE data IS NOT NULL),
+                   SELECT id, att, seq, data FROM o WHERE data IS NOT NULL
+                   -- A fenced job that failed at COMMIT rewrites the chunk stored before it.
+                   ON CONFLICT (job_id, attempt, seq) DO UPDATE SET data = EXCLUDED.data),
                  u AS (
                    UPDATE pglater.jobs j
                       SET state = CASE WHEN j.cancel_requested AND o.state = 'failed'
@@ -442,11 +452,13 @@ impl Store {
                 "SELECT j.id, j.attempt, j.script, j.backend_pid IS NOT NULL,
                         j.settings->>'client_encoding',
                         EXISTS (SELECT 1 FROM pg_stat_activity a
-                                 WHERE a.pid = j.backend_pid AND a.backend_start = j.backend_start)
+                                 WHERE a.pid = j.backend_pid AND a.backend_start = j.backend_start),
+                        j.fence = 'commit', j.fence_xid::text, j.owner, j.database,
+                        j.instance = $1 || '/' || $2
                    FROM pglater.jobs j
                    LEFT JOIN pglater.instances i ON i.name = split_part(j.instance, '/', 1)
                   WHERE j.state = 'running'
-                    AND (j.instance LIKE $1 || '/%' AND j.instance <> $1 || '/' || $2
+                    AND (j.instance LIKE $1 || '/%'
                          OR i.name IS NULL
                          OR i.heartbeat < clock_timestamp() - make_interval(secs => $3)
                          OR i.incarnation <> split_part(j.instance, '/', 2))",
@@ -462,6 +474,11 @@ impl Store {
                 script_encoding: r.get(4),
                 started: r.get(3),
                 backend_alive: r.get(5),
+                fenced: r.get::<_, Option<bool>>(6).unwrap_or(false),
+                fence_xid: r.get(7),
+                owner: r.get(8),
+                database: r.get(9),
+                own: r.get(10),
             })
             .collect())
     }
@@ -469,14 +486,32 @@ impl Store {
     /// Puts a job whose run was interrupted back in the queue (only when provably safe).
     /// `read_only`: it had reached the server, so it runs again read-only.
     pub async fn requeue(&self, id: JobId, attempt: Attempt, read_only: bool) -> Result<bool> {
+        self.requeue_if(id, attempt, read_only, false).await
+    }
+
+    /// Puts a fenced attempt back in the queue unless its output was stored (then its
+    /// COMMIT may have been sent, and `pg_xact_status` decides: see `rescue`).
+    pub async fn requeue_unprepared(&self, id: JobId, attempt: Attempt) -> Result<bool> {
+        self.requeue_if(id, attempt, false, true).await
+    }
+
+    async fn requeue_if(
+        &self,
+        id: JobId,
+        attempt: Attempt,
+        read_only: bool,
+        unprepared: bool,
+    ) -> Result<bool> {
         let client = self.client().await?;
         let n = client
             .execute(
                 "UPDATE pglater.jobs SET state = 'queued', started_at = NULL, instance = NULL,
-                        backend_pid = NULL, backend_start = NULL,
+                        backend_pid = NULL, backend_start = NULL, fence = NULL, fence_xid = NULL,
+                        result_rows = 0, result_bytes = 0, result_chunks = 0, result_sets = 0,
                         rerun_read_only = rerun_read_only OR $3
-                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
-                &[&id.get(), &attempt.0, &read_only],
+                  WHERE id = $1 AND attempt = $2 AND state = 'running'
+                    AND NOT ($4 AND (fence_xid IS NOT NULL OR fence IS DISTINCT FROM 'commit'))",
+                &[&id.get(), &attempt.0, &read_only, &unprepared],
             )
             .await?;
         if n == 1 {
@@ -525,6 +560,8 @@ pub struct BackendRecord {
     pub attempt: Attempt,
     pub pid: i32,
     pub backend_start: String,
+    /// How the attempt runs (see `later::fence`).
+    pub fence: super::fence::Fence,
 }
 
 /// The end of an attempt, with its last result chunk (seq, bytes) if any.
@@ -533,7 +570,7 @@ pub struct Finish {
     pub id: JobId,
     pub attempt: Attempt,
     pub outcome: Outcome,
-    pub last_chunk: Option<(i32, Vec<u8>)>,
+    pub last_chunk: Option<(i32, bytes::Bytes)>,
 }
 
 /// Why a schedule could not be read.
@@ -571,6 +608,14 @@ pub struct Orphan {
     pub started: bool,
     /// Its upstream backend still exists (the query may still be running).
     pub backend_alive: bool,
+    /// It ran behind the commit fence; `fence_xid` is set once its output was stored and
+    /// its COMMIT may have been sent.
+    pub fenced: bool,
+    pub fence_xid: Option<String>,
+    pub owner: String,
+    pub database: String,
+    /// Claimed by this very incarnation (whose worker gave it up: see `rescue`).
+    pub own: bool,
 }
 
 /// A batch of new jobs as the column arrays the insert statements unnest, in this order:

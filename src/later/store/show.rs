@@ -13,13 +13,14 @@ use std::time::SystemTime;
 /// Columns SHOW LATER prints, formatted by the store's server as text (a waiting job's error
 /// column says why it waits, when it does: see `wait_for_key`), then the script's first 1024
 /// bytes (enough for a 60-character preview after some leading whitespace) and whether it is
-/// longer, its encoding, run_at, and the row's key. (The statements order by qualified names:
+/// longer, its encoding, run_at, the row's key, then the attempts (claims) and the fence. (The statements order by qualified names:
 /// an output column of the same name would be taken instead.)
 const COLUMNS: &str = "j.id::text, j.state, j.submitted_at::text, j.started_at::text,
      j.finished_at::text, (j.finished_at - j.started_at)::text, j.result_rows::text, j.sqlstate,
      CASE WHEN j.state IN ('queued', 'scheduled') THEN j.wait_reason ELSE j.error END,
      substring(j.script FROM 1 FOR 1024), octet_length(j.script) > 1024,
-     j.settings->>'client_encoding', j.run_at::text, j.submitted_at AS key_at, j.id AS key_id";
+     j.settings->>'client_encoding', j.run_at::text, j.submitted_at AS key_at, j.id AS key_id,
+     nullif(j.attempt, 0)::text, j.fence";
 
 /// A user's first page: the owner's jobs newest first, read backwards in
 /// jobs_owner_submitted from the owner's last entry. Ordered by owner too, so that no other
@@ -65,6 +66,8 @@ pub struct ShowRow {
     pub script_encoding: Option<String>,
     pub run_at: Option<String>,
     pub key: ShowKey,
+    /// The text columns after run_at: attempts, fence.
+    pub after_run_at: [Option<String>; 2],
 }
 
 impl Store {
@@ -128,5 +131,6 @@ fn show_row(r: &tokio_postgres::Row) -> Result<ShowRow> {
             submitted: r.try_get(13).context("a job's submitted_at")?,
             id: r.try_get(14)?,
         },
+        after_run_at: [r.try_get(15)?, r.try_get(16)?],
     })
 }
