@@ -388,21 +388,28 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
     .await
     .unwrap();
     let store = pg().connect("postgres", None, "store_dead").await;
-    // Alice's two jobs may run at once (by default one user may use all but one of the
+    // Alice's three jobs may run at once (by default one user may use all but one of the
     // workers).
     let start = |name: &str, workers: &str| {
         ProxyBuilder::trust(pg())
             .instance(&store_url, name, workers)
-            .args(&["--max-running-per-user", "2"])
+            .args(&["--max-running-per-user", "3"])
             .start()
     };
-    // A runs two long jobs, then dies without a successor of its name.
-    let mut a = start("dead-a", "2");
+    // A runs three long jobs, then dies without a successor of its name.
+    let mut a = start("dead-a", "3");
     let on_a = a.connect("alice", Some(ALICE_PASSWORD), "app").await;
     let read_only = later(&on_a, "SELECT pg_sleep(3)").await;
+    // One transaction: behind the commit fence.
     let writing = later(
         &on_a,
         "INSERT INTO ran_dead VALUES ('w'); SELECT pg_sleep(3)",
+    )
+    .await;
+    // Its own COMMIT: not one transaction, so not fenced.
+    let committing = later(
+        &on_a,
+        "INSERT INTO ran_dead VALUES ('c'); COMMIT; SELECT pg_sleep(3)",
     )
     .await;
     let deadline = Instant::now() + SOON;
@@ -412,15 +419,15 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
                 "SELECT count(*) FROM pglater.jobs
                   WHERE id = ANY($1) AND state = 'running' AND backend_pid IS NOT NULL
                     AND instance LIKE 'dead-a/%'",
-                &[&vec![read_only, writing]],
+                &[&vec![read_only, writing, committing]],
             )
             .await
             .unwrap()
             .get(0);
-        if n == 2 {
+        if n == 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "A never ran both jobs");
+        assert!(Instant::now() < deadline, "A never ran the three jobs");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(on_a);
@@ -428,28 +435,32 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
     let killed = Instant::now();
 
     // B has another name: it can only learn that A is dead from A's silent heartbeat.
-    let b = start("dead-b", "2");
+    let b = start("dead-b", "3");
     let on_b = b.connect("alice", Some(ALICE_PASSWORD), "app").await;
     let w = wait_done(&on_b, writing, Duration::from_secs(90)).await;
     let r = wait_done(&on_b, read_only, Duration::from_secs(90)).await;
+    let c = wait_done(&on_b, committing, Duration::from_secs(90)).await;
     eprintln!("rescued {:?} after the kill", killed.elapsed());
-    assert_eq!(w["state"].as_deref(), Some("failed"), "{w:?}");
-    assert_eq!(w["sqlstate"].as_deref(), Some("40003"), "{w:?}");
+    // The fenced job never committed on A: B runs it again, once.
+    assert_eq!(w["state"].as_deref(), Some("succeeded"), "{w:?}");
     assert_eq!(r["state"].as_deref(), Some("succeeded"), "{r:?}");
+    // The unfenced one committed its INSERT: it may not run again, its end is unknown.
+    assert_eq!(c["state"].as_deref(), Some("failed"), "{c:?}");
+    assert_eq!(c["sqlstate"].as_deref(), Some("40003"), "{c:?}");
     let rows = store
         .query(
             "SELECT id, attempt, split_part(instance, '/', 1) FROM pglater.jobs WHERE id = ANY($1)",
-            &[&vec![read_only, writing]],
+            &[&vec![read_only, writing, committing]],
         )
         .await
         .unwrap();
     for row in rows {
         let (id, attempt, instance): (i64, i32, String) = (row.get(0), row.get(1), row.get(2));
-        if id == writing {
+        if id == committing {
             assert_eq!(
                 (attempt, instance.as_str()),
                 (1, "dead-a"),
-                "writing job re-run"
+                "unfenced writing job re-run"
             );
         } else {
             assert_eq!(
@@ -459,13 +470,15 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
             );
         }
     }
-    let w_count: i64 = app
-        .query_one("SELECT count(*) FROM ran_dead", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        w_count <= 1,
-        "the writing job's row appears {w_count} times"
-    );
+    let count = |marker: &'static str| {
+        let app = &app;
+        async move {
+            app.query_one("SELECT count(*) FROM ran_dead WHERE marker = $1", &[&marker])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("w").await, 1, "the fenced job's row, once");
+    assert_eq!(count("c").await, 1, "the committing job's row, once");
 }
