@@ -473,10 +473,13 @@ async fn jobs_of_a_dead_instance_are_rescued_by_another_once_its_heartbeat_stops
     let count = |marker: &'static str| {
         let app = &app;
         async move {
-            app.query_one("SELECT count(*) FROM ran_dead WHERE marker = $1", &[&marker])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
+            app.query_one(
+                "SELECT count(*) FROM ran_dead WHERE marker = $1",
+                &[&marker],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
         }
     };
     assert_eq!(count("w").await, 1, "the fenced job's row, once");
