@@ -1,11 +1,17 @@
 //! Crash safety and graceful shutdown of the LATER service: an instance killed with SIGKILL
 //! and restarted under the same --instance-name rescues its predecessor's running jobs (a
-//! read-only one is run again, a writing one ends failed 40003 "outcome unknown" and is never
-//! run twice), keeps its queue and its finished results; an instance stopped with SIGTERM
-//! finishes what it runs, claims nothing more, and its successor runs the rest exactly once.
+//! read-only one is run again; a writing one that is one transaction ran behind the commit
+//! fence, so it ends succeeded exactly once, re-run if its transaction never committed; one
+//! with its own COMMIT ends failed 40003 "outcome unknown" and is never run twice), keeps its
+//! queue and its finished results; an instance stopped with SIGTERM finishes what it runs,
+//! claims nothing more, and its successor runs the rest exactly once.
+//!
+//! More faults (PostgreSQL restarted, the store away, connections cut, the result limit) are
+//! in tests/later_faults.rs.
 
 mod common;
 
+use common::faults::show_later_attempts;
 use common::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,12 +22,12 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// and a re-run takes as long again.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// An instance of a given name, 2 workers, on its own store. Alice's jobs may use both (by
-/// default one user may use all but one of the workers).
-fn builder(name: &str, store_url: &str) -> ProxyBuilder {
+/// An instance of a given name with `workers` workers, on its own store. Alice's jobs may use
+/// them all (by default one user may use all but one of the workers).
+fn builder(name: &str, store_url: &str, workers: &str) -> ProxyBuilder {
     ProxyBuilder::trust(pg())
-        .instance(store_url, name, "2")
-        .args(&["--max-running-per-user", "2"])
+        .instance(store_url, name, workers)
+        .args(&["--max-running-per-user", workers])
 }
 
 /// `LATER <script>` over the simple protocol; the job id.
@@ -155,7 +161,7 @@ async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
     .await
     .unwrap();
     let store = pg().connect("postgres", None, "store_kill").await;
-    let b = builder("restart-kill", &store_url);
+    let b = builder("restart-kill", &store_url, "3");
     let mut first = b.clone().start();
     let port = first.port;
     let client = first.connect("alice", Some(ALICE_PASSWORD), "app").await;
@@ -173,14 +179,21 @@ async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
         "{finished_reply:?}"
     );
 
-    // Two long jobs occupy both workers: one read-only (safe to re-run), one writing.
+    // Three long jobs occupy the three workers: one read-only (safe to re-run), one writing
+    // that is one transaction (behind the commit fence), one writing with its own COMMIT (not
+    // one transaction: outside the fence).
     let read_only = later(&client, "SELECT pg_sleep(4)").await;
     let writing = later(
         &client,
         "INSERT INTO ran_kill VALUES ('w1'); SELECT pg_sleep(4)",
     )
     .await;
-    for id in [read_only, writing] {
+    let own_commit = later(
+        &client,
+        "BEGIN; INSERT INTO ran_kill VALUES ('c1'); COMMIT; SELECT pg_sleep(4)",
+    )
+    .await;
+    for id in [read_only, writing, own_commit] {
         wait_job(&store, id, "reached its backend", |r| {
             r.state == "running" && r.backend_pid.is_some()
         })
@@ -203,65 +216,92 @@ async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
     drop(client);
     first.kill_hard();
     let killed_at = Instant::now();
-    let at_kill = job_rows(&store, &[read_only, writing]).await;
+    let at_kill = job_rows(&store, &[read_only, writing, own_commit]).await;
     let writing_at_kill = at_kill[&writing].clone();
     let read_only_at_kill = at_kill[&read_only].clone();
-    eprintln!("at the kill: read-only {read_only_at_kill:?}, writing {writing_at_kill:?}");
+    let own_commit_at_kill = at_kill[&own_commit].clone();
+    eprintln!(
+        "at the kill: read-only {read_only_at_kill:?}, writing {writing_at_kill:?}, \
+         own COMMIT {own_commit_at_kill:?}"
+    );
 
     // Restart in place, same name.
     let second = b.start_on(port);
-    let mut ids = vec![finished, read_only, writing];
+    let mut ids = vec![finished, read_only, writing, own_commit];
     ids.extend(queued.iter().map(|(id, _)| *id));
     let log = || format!("first:\n{}\nsecond:\n{}", first.stderr(), second.stderr());
     let rows = wait_all_terminal(&store, &ids, SETTLE, &log).await;
     eprintln!(
-        "all terminal {:?} after the kill; read-only {:?}; writing {:?}",
+        "all terminal {:?} after the kill; read-only {:?}; writing {:?}; own COMMIT {:?}",
         killed_at.elapsed(),
         rows[&read_only],
-        rows[&writing]
+        rows[&writing],
+        rows[&own_commit]
     );
     let counts = marker_counts(&app, "ran_kill").await;
 
-    // The writing job: never run again. Succeeded only if it had finished before the kill,
-    // else failed with 40003 (outcome unknown); its marker at most once either way.
+    // The writing job is one transaction: it ran behind the commit fence, so it ends
+    // succeeded exactly once, never 40003. It was inside its 4 s statement at the kill, so
+    // its transaction never committed and it was run again.
     let w = &rows[&writing];
-    assert_eq!(w.attempt, 1, "the writing job was run again: {w:?}");
     let w1 = counts.get("w1").copied().unwrap_or(0);
-    assert!(w1 <= 1, "the writing job's marker appears {w1} times");
-    match w.state.as_str() {
-        "succeeded" => {
-            assert_eq!(
-                writing_at_kill.state, "succeeded",
-                "the writing job was recorded succeeded although it was running at the kill: {w:?}"
-            );
-            assert_eq!(w1, 1);
-        }
-        "failed" => {
-            assert_eq!(w.sqlstate.as_deref(), Some("40003"), "{w:?}");
-            assert!(
-                w.error.as_deref().unwrap_or("").contains("unknown"),
-                "the error should say the outcome is unknown: {w:?}"
-            );
-            // FETCH on the new instance answers with that error.
-            assert_eq!(sqlstates(&raw_fetch(port, writing)), ["40003"]);
-            // Decided only once its backend was gone, i.e. after its 4 s statement.
-            let ran_for: f64 = store
-                .query_one(
-                    "SELECT extract(epoch FROM finished_at - started_at)::float8
-                       FROM pglater.jobs WHERE id = $1",
-                    &[&writing],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            assert!(
-                ran_for >= 4.0,
-                "the writing job was declared unknown {ran_for:.1} s after it started, \
-                 while its backend was still running its 4 s statement"
-            );
-        }
-        other => panic!("writing job ended {other}: {w:?}"),
+    assert_eq!(
+        (w.state.as_str(), w.sqlstate.as_deref()),
+        ("succeeded", None),
+        "the single-transaction writing job: {w:?}"
+    );
+    assert_eq!(w1, 1, "the writing job's marker appears {w1} times: {w:?}");
+    if writing_at_kill.state == "running" {
+        assert_eq!(
+            w.attempt, 2,
+            "an interrupted single-transaction job should be re-run once: {w:?}"
+        );
+    } else {
+        assert_eq!(w.attempt, 1, "{w:?}");
     }
+    // Its FETCH gives its whole output: the INSERT's tag, then pg_sleep's row.
+    let reply = raw_fetch(port, writing);
+    assert_eq!(
+        reply.iter().map(|m| m.0).collect::<Vec<u8>>(),
+        b"CTDC".to_vec(),
+        "FETCH of the writing job: {reply:?}"
+    );
+
+    // The job with its own COMMIT is not one transaction: never run again; failed with 40003
+    // (outcome unknown), its marker once (its COMMIT ran before the kill).
+    let o = &rows[&own_commit];
+    assert_eq!(
+        own_commit_at_kill.state, "running",
+        "{own_commit_at_kill:?}"
+    );
+    assert_eq!(
+        o.attempt, 1,
+        "the job with its own COMMIT was run again: {o:?}"
+    );
+    assert_eq!(o.state, "failed", "{o:?}");
+    assert_eq!(o.sqlstate.as_deref(), Some("40003"), "{o:?}");
+    assert!(
+        o.error.as_deref().unwrap_or("").contains("unknown"),
+        "the error should say the outcome is unknown: {o:?}"
+    );
+    assert_eq!(counts.get("c1").copied(), Some(1), "{counts:?}");
+    // FETCH on the new instance answers with that error.
+    assert_eq!(sqlstates(&raw_fetch(port, own_commit)), ["40003"]);
+    // Decided only once its backend was gone, i.e. after its 4 s statement.
+    let ran_for: f64 = store
+        .query_one(
+            "SELECT extract(epoch FROM finished_at - started_at)::float8
+               FROM pglater.jobs WHERE id = $1",
+            &[&own_commit],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        ran_for >= 4.0,
+        "the job with its own COMMIT was declared unknown {ran_for:.1} s after it started, \
+         while its backend was still running its 4 s statement"
+    );
 
     // The read-only job: succeeded, once or after one re-run.
     let r = &rows[&read_only];
@@ -303,26 +343,34 @@ async fn sigkill_then_restart_rescues_running_jobs_without_running_any_twice() {
             "marker {marker} count"
         );
     }
-    assert_eq!(counts.len(), queued.len() + w1 as usize, "{counts:?}");
+    assert_eq!(counts.len(), queued.len() + 2, "{counts:?}");
 
     // The result finished before the crash is still there, byte for byte.
     assert_eq!(raw_fetch(port, finished), finished_reply);
 
     // SHOW LATER on the new instance reports the outcome.
     let alice = second.connect("alice", Some(ALICE_PASSWORD), "app").await;
-    let shown = alice
-        .simple_query(&format!("SHOW LATER {writing}"))
-        .await
-        .unwrap();
-    let row = shown
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .expect("SHOW LATER row");
-    assert_eq!(row.get("state"), Some(w.state.as_str()));
-    assert_eq!(row.get("sqlstate"), w.sqlstate.as_deref());
+    for (id, r) in [(writing, w), (own_commit, o)] {
+        let shown = alice
+            .simple_query(&format!("SHOW LATER {id}"))
+            .await
+            .unwrap();
+        let row = shown
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .expect("SHOW LATER row");
+        assert_eq!(row.get("state"), Some(r.state.as_str()));
+        assert_eq!(row.get("sqlstate"), r.sqlstate.as_deref());
+    }
+    // ... and how many times the writing job was run.
+    assert_eq!(
+        show_later_attempts(&alice, writing).await,
+        w.attempt.to_string(),
+        "SHOW LATER {writing} attempts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +383,7 @@ async fn sigterm_drains_running_jobs_and_the_successor_runs_the_queue_once() {
     .await
     .unwrap();
     let store = pg().connect("postgres", None, "store_term").await;
-    let b = builder("restart-term", &store_url);
+    let b = builder("restart-term", &store_url, "2");
     let mut first = b.clone().start();
     let port = first.port;
     let client = first.connect("alice", Some(ALICE_PASSWORD), "app").await;

@@ -6,6 +6,7 @@
 //! process exit through a `libc::atexit` handler.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod pgbench;
 
 use std::fs;
