@@ -43,6 +43,11 @@
 #   PGLATER_LOG  pglater's log filter (its own default: info, one line per finished job)
 #   KEEP_DIR=1 keep the work directory (logs, data) after exit
 #   PG_SETTINGS  extra postgresql.conf lines, ';'-separated      []
+#   JOB_SQL    the job of (a), (b) and (c)                      [SELECT 1]
+#              (`SELECT 1` is a plain query, which runs without the commit fence; a
+#              writing one shows the fence's cost: JOB_SQL='INSERT INTO bench_t VALUES (1)'
+#              with JOB_SETUP='CREATE TABLE bench_t (a int)')
+#   JOB_SETUP  SQL run on the upstream (database postgres) before (a)  []
 #
 # pgbench, pglater and PostgreSQL share this machine's cores: every figure includes the
 # other two's CPU use.
@@ -62,6 +67,8 @@ RUNS=${RUNS:-3}
 WORKERS=${WORKERS:-24}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 DURABLE=${DURABLE:-0}
+JOB_SQL=${JOB_SQL:-SELECT 1}
+JOB_SETUP=${JOB_SETUP:-}
 
 # ---------------------------------------------------------------------------------------------
 # prerequisites
@@ -93,7 +100,10 @@ store() { psql -X -q -At -p "$pg_port" -v ON_ERROR_STOP=1 -c "$1"; }
 via() { psql -X -q -At -p "$pglater_port" -v ON_ERROR_STOP=1 -c "$1"; }
 
 via 'select 1' >/dev/null || die "pglater does not answer a query"
-printf 'LATER SELECT 1;\n' >"$work/later.sql"
+if [ -n "$JOB_SETUP" ]; then
+    store "$JOB_SETUP" >/dev/null
+fi
+printf 'LATER %s;\n' "$JOB_SQL" >"$work/later.sql"
 
 # Jobs submitted since TS (a clock_timestamp() text) that are not terminal yet.
 open_since() {
@@ -141,7 +151,7 @@ tps_of() { awk '/^tps = / { printf "%.0f\n", $3; exit }'; }
 
 # ---------------------------------------------------------------------------------------------
 # (a) acknowledged LATER rate
-log "(a) ack rate: pgbench -c $CLIENTS -j $THREADS -T $DURATION, LATER SELECT 1"
+log "(a) ack rate: pgbench -c $CLIENTS -j $THREADS -T $DURATION, LATER $JOB_SQL"
 t_a=$(now_ts)
 ack_tps=$(bench -c "$CLIENTS" -j "$THREADS" -T "$DURATION" | tps_of)
 backlog=$(open_since "$t_a")
@@ -155,7 +165,7 @@ log "(a) backlog drained in ${drain_secs}s: $a_count jobs, first submit to last 
 # ---------------------------------------------------------------------------------------------
 # (b) end-to-end rate
 per_client=$(((JOBS + CLIENTS - 1) / CLIENTS))
-log "(b) end-to-end: $((per_client * CLIENTS)) x LATER SELECT 1 from $CLIENTS clients"
+log "(b) end-to-end: $((per_client * CLIENTS)) x LATER $JOB_SQL from $CLIENTS clients"
 t_b=$(now_ts)
 submit_tps=$(bench -c "$CLIENTS" -j "$THREADS" -t "$per_client" | tps_of)
 wait_terminal_since "$t_b" >/dev/null

@@ -48,7 +48,10 @@ async fn show_later_says_which_jobs_ran_behind_the_fence_and_why_not() {
     let c = alice(&p).await;
     let cases = [
         ("INSERT INTO fence_marks VALUES ('a'); SELECT 1", "commit"),
-        ("SELECT 1", "commit"),
+        (
+            "SELECT 1",
+            "none: plain queries, run again read-only after a fault",
+        ),
         (
             "INSERT INTO fence_marks VALUES ('b'); COMMIT",
             "none: transaction control in the script",
@@ -94,7 +97,8 @@ async fn a_fenced_job_stores_its_transaction_and_commits_once() {
         "INSERT INTO fence_once SELECT generate_series(1, 3); SELECT count(*) FROM fence_once",
     )
     .await;
-    let reading = later_submit(&c, "SELECT 42 AS answer").await;
+    // A query (the parser cannot tell it writes nothing): fenced, and it had no xid.
+    let reading = later_submit(&c, "SELECT count(*) AS answer FROM (SELECT 42) x").await;
     assert_eq!(later_wait(&c, writing).await, "succeeded");
     assert_eq!(later_wait(&c, reading).await, "succeeded");
     // The writing job's transaction id was stored before its COMMIT, and it committed; the

@@ -31,7 +31,9 @@ fn pure(q: &Query) -> bool {
 
 fn pure_body(body: &SetExpr) -> bool {
     match body {
-        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => true,
+        // SELECT ... INTO creates a table.
+        SetExpr::Select(s) => s.into.is_none(),
+        SetExpr::Values(_) | SetExpr::Table(_) => true,
         SetExpr::Query(q) => pure(q),
         SetExpr::SetOperation { left, right, .. } => pure_body(left) && pure_body(right),
         _ => false,
@@ -48,6 +50,7 @@ mod tests {
         assert!(!is_read_only("INSERT INTO t VALUES (1)"));
         assert!(!is_read_only("SELECT 1; DELETE FROM t"));
         assert!(!is_read_only("SELECT * FROM t FOR UPDATE"));
+        assert!(!is_read_only("SELECT 1 AS a INTO t2"));
         assert!(!is_read_only(
             "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"
         ));

@@ -184,6 +184,23 @@ impl<'a> Sink<'a> {
         self.unfenced
     }
 
+    fn over_limit_error(&self) -> ProxyError {
+        ProxyError::error(
+            "54000",
+            format!(
+                "job result exceeds the limit of {} bytes (later.max_result_bytes)",
+                self.max_bytes
+            ),
+        )
+    }
+
+    /// The outcome of a fenced job over the size limit: rolled back, so no result is kept,
+    /// only the limit's error (FETCH LATER answers it).
+    pub fn over_limit(self) -> Captured {
+        let e = self.over_limit_error();
+        self.failed(e.code, e.message)
+    }
+
     /// Whether the result went over `max_result_bytes`.
     pub fn exceeded(&self) -> bool {
         self.exceeded
@@ -604,13 +621,7 @@ impl Sink<'_> {
     /// The outcome of a script that ran to its ReadyForQuery.
     pub fn completed(mut self) -> Captured {
         let (sqlstate, error) = if self.exceeded {
-            let e = ProxyError::error(
-                "54000",
-                format!(
-                    "job result exceeds the limit of {} bytes (later.max_result_bytes)",
-                    self.max_bytes
-                ),
-            );
+            let e = self.over_limit_error();
             self.push_always(&e.to_bytes());
             (Some(e.code.to_owned()), Some(e.message))
         } else {

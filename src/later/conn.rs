@@ -305,14 +305,31 @@ impl JobConn {
             put_query(&mut out, b"ROLLBACK");
             self.pending_resets += 1;
         }
-        put_query(&mut out, b"DISCARD ALL");
-        self.pending_resets += 1;
-        if let Some(sql) = &self.session_sql {
-            put_query(&mut out, sql);
-            self.pending_resets += 1;
-        }
+        self.put_reset(&mut out);
         self.stream.write_all(&out).await?;
         self.stream.flush().await
+    }
+
+    /// COMMITs a fenced job's transaction and starts the reset (see `reset`) in the same
+    /// write, so the server runs both without waiting for pglater; returns the COMMIT's
+    /// replies (the reset's are read by `ready`).
+    pub async fn commit_and_reset(&mut self) -> io::Result<Control> {
+        let mut out = BytesMut::with_capacity(48);
+        put_query(&mut out, b"COMMIT");
+        self.put_reset(&mut out);
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        self.read_control().await
+    }
+
+    /// The reset's statements after the transaction has ended.
+    fn put_reset(&mut self, out: &mut BytesMut) {
+        put_query(out, b"DISCARD ALL");
+        self.pending_resets += 1;
+        if let Some(sql) = &self.session_sql {
+            put_query(out, sql);
+            self.pending_resets += 1;
+        }
     }
 
     /// Completes a reset started by `reset`; an error means the connection is not reusable.

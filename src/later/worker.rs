@@ -361,10 +361,14 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             if conn.reset(ran.status).await.is_ok() {
                 later.conns.put(key, conn, config.workers);
             }
-            if ran.fenced && sink.exceeded() && sink.discard().await.is_err() {
-                return give_up(later, &job).await;
+            if ran.fenced && sink.exceeded() {
+                if sink.discard().await.is_err() {
+                    return give_up(later, &job).await;
+                }
+                sink.over_limit()
+            } else {
+                sink.completed()
             }
-            sink.completed()
         }
         // The connection broke (or the store could not take the output) before a fenced
         // job's COMMIT was sent: its transaction cannot commit, and it runs again. Its old
@@ -372,6 +376,8 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Err(CaptureError::Io(_) | CaptureError::Store(_))
             if fence.is_commit() && !sink.fell_back() =>
         {
+            // Closing the connection ends the transaction, before the job can run again.
+            drop(conn);
             let _ = send_cancel(&later.upstream, pid, &secret).await;
             return give_up(later, &job).await;
         }
@@ -430,7 +436,7 @@ async fn commit_fenced(
         }
         None => (None, last_chunk),
     };
-    let control = conn.control("COMMIT").await.ok()?;
+    let control = conn.commit_and_reset().await.ok()?;
     let captured = Captured {
         outcome,
         last_chunk,
@@ -440,7 +446,7 @@ async fn commit_fenced(
         Some(error) => captured.failed_at_commit(error, stored_last),
         None => captured,
     };
-    if control.status == b'I' && conn.reset(b'I').await.is_ok() {
+    if control.status == b'I' {
         later.conns.put(key, conn, later.config().workers);
     }
     Some(captured)

@@ -32,7 +32,11 @@ pub use show::{ShowKey, ShowRow};
 /// exact match beats pg_catalog's polymorphic or variadic function, and would run as the store
 /// role. `pg_temp` is named last so that no temporary object comes first either. Given after
 /// any options of the store URL, so they win.
-pub const STORE_SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
+///
+/// `synchronous_commit=on` whatever the store server's default: a LATER is acknowledged only
+/// once its job is on disk (the workers' sessions may relax it: see `open`).
+pub const STORE_SESSION_OPTIONS: &str =
+    "-c search_path=pg_catalog,pg_temp -c synchronous_commit=on";
 
 /// Options of the workers' store sessions (claims, backend records, outcomes, retention).
 ///
@@ -713,7 +717,9 @@ mod tests {
         // The last -c wins in PostgreSQL: ours.
         assert_eq!(
             c.get_options(),
-            Some("-c search_path=public -c search_path=pg_catalog,pg_temp")
+            Some(
+                "-c search_path=public -c search_path=pg_catalog,pg_temp -c synchronous_commit=on"
+            )
         );
     }
 
