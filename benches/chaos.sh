@@ -147,7 +147,7 @@ done
 pending_sql="SELECT count(*) FROM chaos.submitted s JOIN pglater.jobs j USING (id)
               WHERE j.state NOT IN ('succeeded', 'failed', 'cancelled')"
 t_wait=$(date +%s.%N)
-pending=?
+pending='?'
 while :; do
     kill -0 "$pglater_pid" 2>/dev/null || {
         tail -n 20 "$work/pglater.log" >&2

@@ -201,7 +201,7 @@ while :; do
     case $phase in
     drain)
         if [ "$backlog" -eq 0 ]; then
-            phase=tail
+            phase="tail"
             tail_start=$at
         elif awk -v a="$at" -v d="$drain_start" -v t="$DRAIN_TIMEOUT" 'BEGIN { exit !(a - d > t) }'; then
             log "backlog of $backlog jobs not run after ${DRAIN_TIMEOUT}s; stopping"
