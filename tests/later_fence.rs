@@ -12,17 +12,10 @@ async fn alice(p: &Proxy) -> PgConn {
 
 /// `SHOW LATER <id>`: the named columns.
 async fn show(c: &tokio_postgres::Client, id: i64, names: &[&str]) -> Vec<Option<String>> {
-    let msgs = sq(c, &format!("SHOW LATER {id}")).await.unwrap();
-    let row = msgs
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .expect("a row");
+    let row = later_show(c, id).await;
     names
         .iter()
-        .map(|n| row.get(*n).map(str::to_owned))
+        .map(|n| show_column(&row, n).map(str::to_owned))
         .collect()
 }
 

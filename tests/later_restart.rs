@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::faults::show_later_attempts;
+use common::faults::{self, JobRow, is_terminal, show_later_attempts};
 use common::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,45 +35,9 @@ async fn later(c: &Client, script: &str) -> i64 {
     reply_job_id(&later_reply_row(c, script).await)
 }
 
-/// A job's row in the store.
-#[derive(Debug, Clone)]
-struct JobRow {
-    state: String,
-    attempt: i32,
-    sqlstate: Option<String>,
-    error: Option<String>,
-    instance: Option<String>,
-    backend_pid: Option<i32>,
-}
-
+/// The rows of `ids` in the store.
 async fn job_rows(store: &Client, ids: &[i64]) -> HashMap<i64, JobRow> {
-    store
-        .query(
-            "SELECT id, state, attempt, sqlstate, error, instance, backend_pid
-               FROM pglater.jobs WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                JobRow {
-                    state: r.get(1),
-                    attempt: r.get(2),
-                    sqlstate: r.get(3),
-                    error: r.get(4),
-                    instance: r.get(5),
-                    backend_pid: r.get(6),
-                },
-            )
-        })
-        .collect()
-}
-
-fn is_terminal(state: &str) -> bool {
-    matches!(state, "succeeded" | "failed" | "cancelled")
+    faults::job_rows(store, ids).await.unwrap()
 }
 
 /// Polls the store until every job in `ids` is terminal; their rows.

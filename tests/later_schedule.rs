@@ -15,27 +15,12 @@ async fn alice(p: &Proxy) -> PgConn {
     p.connect("alice", Some(ALICE_PASSWORD), "app").await
 }
 
-/// `SHOW LATER <id>` as (column name, value) pairs.
 async fn show(c: &tokio_postgres::Client, id: i64) -> Vec<(String, Option<String>)> {
-    let msgs = sq(c, &format!("SHOW LATER {id}")).await.unwrap();
-    let row = msgs
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .expect("a row");
-    row.columns()
-        .iter()
-        .enumerate()
-        .map(|(i, col)| (col.name().to_owned(), row.get(i).map(str::to_owned)))
-        .collect()
+    later_show(c, id).await
 }
 
 fn col<'a>(row: &'a [(String, Option<String>)], name: &str) -> Option<&'a str> {
-    row.iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| v.as_deref())
+    show_column(row, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

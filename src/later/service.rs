@@ -93,42 +93,15 @@ impl Later {
         let later = Arc::new(Later {
             enqueuer: enqueuer(&store, &wake, &live_config),
             config: live_config,
-            recorder: {
-                let store = store.clone();
-                Batcher::start(1, 1000, move |items: Arc<[BackendRecord]>| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .record_backends(&items)
-                            .await
-                            .map_err(|e| FlushError::store(&e))
-                    }
-                })
-            },
-            finisher: {
-                let store = store.clone();
-                Batcher::start(1, 1000, move |items: Arc<[Finish]>| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .finish(&items)
-                            .await
-                            .map_err(|e| FlushError::store(&e))
-                    }
-                })
-            },
-            preparer: {
-                let store = store.clone();
-                Batcher::start(1, 1000, move |items: Arc<[Prepare]>| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .prepare(&items)
-                            .await
-                            .map_err(|e| FlushError::store(&e))
-                    }
-                })
-            },
+            recorder: store_batcher(&store, |s, items: Arc<[BackendRecord]>| async move {
+                s.record_backends(&items).await
+            }),
+            finisher: store_batcher(&store, |s, items: Arc<[Finish]>| async move {
+                s.finish(&items).await
+            }),
+            preparer: store_batcher(&store, |s, items: Arc<[Prepare]>| async move {
+                s.prepare(&items).await
+            }),
             store_is_upstream: same_server,
             held: dashmap::DashSet::new(),
             store,
@@ -371,4 +344,20 @@ fn passwords(config: &Config) -> HashMap<String, String> {
         .iter()
         .filter_map(|u| Some((u.name.clone(), u.password.clone()?)))
         .collect()
+}
+
+/// A group-committing batcher of the workers' store writes: one flusher, batches of up to
+/// 1,000 items, each batch one statement of `write`.
+fn store_batcher<T, R, F, Fut>(store: &Store, write: F) -> Batcher<T, R>
+where
+    T: Clone + Send + Sync + 'static,
+    R: Clone + Send + 'static,
+    F: Fn(Store, Arc<[T]>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<R>>> + Send + 'static,
+{
+    let store = store.clone();
+    Batcher::start(1, 1000, move |items: Arc<[T]>| {
+        let written = write(store.clone(), items);
+        async move { written.await.map_err(|e| FlushError::store(&e)) }
+    })
 }

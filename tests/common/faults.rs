@@ -340,22 +340,8 @@ pub async fn chunk_count(store: &tokio_postgres::Client, id: i64) -> i64 {
 /// The `attempts` column of `SHOW LATER <id>` (the contract's count of runs); panics, naming
 /// the columns there are, if SHOW LATER has none.
 pub async fn show_later_attempts(c: &tokio_postgres::Client, id: i64) -> String {
-    let msgs = sq(c, &format!("SHOW LATER {id}"))
-        .await
-        .unwrap_or_else(|e| panic!("SHOW LATER {id}: {e:?}"));
-    let row = msgs
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .expect("SHOW LATER answered no row");
-    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
-    let i = names
-        .iter()
-        .position(|n| *n == "attempts")
-        .unwrap_or_else(|| panic!("SHOW LATER has no `attempts` column; its columns: {names:?}"));
-    row.get(i).unwrap_or_default().to_owned()
+    let row = later_show(c, id).await;
+    show_column(&row, "attempts").unwrap_or_default().to_owned()
 }
 
 // ---------------------------------------------------------------------------

@@ -1456,17 +1456,37 @@ pub async fn later_submit(c: &tokio_postgres::Client, script: &str) -> i64 {
     row.get(0).unwrap().parse().unwrap()
 }
 
-/// The state column of `SHOW LATER <id>`.
-pub async fn later_state(c: &tokio_postgres::Client, id: i64) -> String {
+/// `SHOW LATER <id>` as (column name, value) pairs.
+pub async fn later_show(c: &tokio_postgres::Client, id: i64) -> Vec<(String, Option<String>)> {
     let msgs = sq(c, &format!("SHOW LATER {id}"))
         .await
         .unwrap_or_else(|e| panic!("SHOW LATER {id}: {e:?}"));
-    msgs.iter()
+    let row = msgs
+        .iter()
         .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get("state").unwrap().to_string()),
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
         })
-        .expect("SHOW LATER answered no row")
+        .expect("SHOW LATER answered no row");
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, col)| (col.name().to_owned(), row.get(i).map(str::to_owned)))
+        .collect()
+}
+
+/// One column of a `later_show` row; panics, naming the columns there are, if it has none.
+pub fn show_column<'a>(row: &'a [(String, Option<String>)], name: &str) -> Option<&'a str> {
+    match row.iter().find(|(n, _)| n == name) {
+        Some((_, v)) => v.as_deref(),
+        None => panic!("SHOW LATER has no `{name}` column: {row:?}"),
+    }
+}
+
+/// The state column of `SHOW LATER <id>`.
+pub async fn later_state(c: &tokio_postgres::Client, id: i64) -> String {
+    let row = later_show(c, id).await;
+    show_column(&row, "state").unwrap_or_default().to_owned()
 }
 
 /// Poll `SHOW LATER <id>` until the job is succeeded, failed or cancelled; its state.
