@@ -88,15 +88,7 @@ async fn wait_job(store: &Client, id: i64, what: &str, pred: impl Fn(&JobRow) ->
 
 /// marker -> how many rows carry it.
 async fn marker_counts(app: &Client, table: &str) -> HashMap<String, i64> {
-    app.query(
-        &format!("SELECT marker, count(*) FROM {table} GROUP BY marker"),
-        &[],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect()
+    faults::marker_counts(app, table).await
 }
 
 /// The raw reply to FETCH LATER <id> (as alice), without ReadyForQuery.

@@ -15,37 +15,12 @@ impl TestPg {
     /// `pg_ctl stop -m <mode>` (smart, fast, immediate): the server is down when this
     /// returns. Only for a cluster of the test's own (`TestPg::start`), never `pg()`.
     pub fn stop(&self, mode: &str) {
-        run_as_postgres(
-            &pg_tool("pg_ctl"),
-            &[
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                mode,
-                "stop",
-            ],
-        );
+        pg_ctl_wait(&self.data, &["-m", mode, "stop"]);
     }
 
     /// Starts a stopped cluster again: same data directory, port and log.
     pub fn start_again(&self) {
-        let log = self.dir.join("log");
-        run_as_postgres(
-            &pg_tool("pg_ctl"),
-            &[
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                self.data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "start",
-            ],
-        );
+        pg_ctl_start(&self.data, &self.dir);
     }
 
     /// `stop(mode)` then `start_again()`: what `pg_ctl restart -m <mode>` does (restart

@@ -330,20 +330,7 @@ impl TestPg {
         write_pg_hba(&data, opts.ssl);
         register_for_exit(&data, &dir);
 
-        let log = dir.join("log");
-        run_as_postgres(
-            &pg_tool("pg_ctl"),
-            &[
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "start",
-            ],
-        );
+        pg_ctl_start(&data, &dir);
 
         let pg = TestPg {
             socket_dir: dir.clone(),
@@ -1503,4 +1490,16 @@ pub async fn later_wait(c: &tokio_postgres::Client, id: i64) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `pg_ctl start` of the cluster in `data`, logging to `dir/log`, waiting up to 60 s.
+pub fn pg_ctl_start(data: &Path, dir: &Path) {
+    pg_ctl_wait(data, &["-l", dir.join("log").to_str().unwrap(), "start"]);
+}
+
+/// `pg_ctl -w -t 60 -D data <args>` as the postgres OS user.
+pub fn pg_ctl_wait(data: &Path, args: &[&str]) {
+    let mut all = vec!["-w", "-t", "60", "-D", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_as_postgres(&pg_tool("pg_ctl"), &all);
 }
