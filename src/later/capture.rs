@@ -7,7 +7,7 @@ use super::fence::Unfenced;
 use super::id::JobId;
 use super::job::{Attempt, BoundParams, JobState, Outcome};
 use super::placement::Prelude;
-use super::store::Store;
+use super::store::{Backend, Store};
 use crate::upstream::Upstream;
 use crate::upstream::cancel::send_cancel;
 use crate::wire::fields::ErrorFields;
@@ -43,6 +43,10 @@ pub struct Sink<'a> {
     unfenced: bool,
     /// The last message kept: its tag, length, and whether it counted as a statement result.
     last_kept: Option<(u8, usize, bool)>,
+    /// The backend that runs the attempt (recorded if it falls back to running unfenced).
+    pub backend: Option<Backend>,
+    /// A fenced attempt's backend record, under way while it runs (see `recorded`).
+    pub recording: Option<tokio::task::JoinHandle<()>>,
     /// Set (to the limit) when the job's statement was cancelled for exceeding it.
     timeout: Option<(
         std::time::Duration,
@@ -69,6 +73,8 @@ impl<'a> Sink<'a> {
             first_error: None,
             unfenced: false,
             last_kept: None,
+            backend: None,
+            recording: None,
             timeout: None,
         }
     }
@@ -171,9 +177,23 @@ impl<'a> Sink<'a> {
 
     /// Records in the store, before it runs again without the fence, that this attempt runs
     /// unfenced (after a fault it is then judged by the unfenced rule).
+    /// Waits for the backend record under way, if any: it must land before anything that
+    /// follows it in the store (the unfenced mark, the stored output). Its answer is not
+    /// needed (a lost claim shows when the output is stored; a cancel, through the flag).
+    pub async fn recorded(&mut self) {
+        if let Some(recording) = self.recording.take() {
+            let _ = recording.await;
+        }
+    }
+
     async fn unfence(&mut self) -> anyhow::Result<()> {
+        self.recorded().await;
+        let backend = self
+            .backend
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no backend to record"))?;
         self.store
-            .unfence(self.id, self.attempt, Unfenced::RefusedInBlock)
+            .unfence(self.id, self.attempt, Unfenced::RefusedInBlock, backend)
             .await?;
         self.unfenced = true;
         Ok(())

@@ -191,6 +191,7 @@ fn unknown_outcome(id: JobId, attempt: Attempt) -> Finish {
             result_sets: 0,
         },
         last_chunk: None,
+        backend: None,
     }
 }
 

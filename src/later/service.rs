@@ -239,8 +239,11 @@ impl Later {
                 .requested
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             job.cancel.changed.notify_waiters();
-            let _ =
-                crate::upstream::cancel::send_cancel(&self.upstream, job.pid, &job.secret).await;
+            // Claimed but not started yet: its worker sees the flag before it starts.
+            if job.pid != 0 {
+                let _ = crate::upstream::cancel::send_cancel(&self.upstream, job.pid, &job.secret)
+                    .await;
+            }
         }
     }
 
@@ -249,6 +252,7 @@ impl Later {
         let targets: Vec<(i32, bytes::Bytes)> = self
             .running
             .iter()
+            .filter(|e| e.value().pid != 0)
             .map(|e| (e.value().pid, e.value().secret.clone()))
             .collect();
         for (pid, secret) in targets {

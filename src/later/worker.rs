@@ -12,7 +12,7 @@ use super::placement::{Prelude, place};
 use super::service::Later;
 use super::session::Identity;
 use super::store::failure::describe;
-use super::store::{BackendRecord, Finish, Prepare};
+use super::store::{Backend, BackendRecord, Finish, Prepare};
 use crate::admin::metrics;
 use crate::auth::Credential;
 use crate::config::Pooler;
@@ -103,6 +103,7 @@ pub fn spawn(later: Arc<Later>) {
                 let Some((job, permit)) = next else { return };
                 let id = job.id;
                 run_job(&later, job).await;
+                later.running.remove(&id);
                 later.held.remove(&id);
                 drop(permit);
             }
@@ -156,10 +157,22 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
                 backlog = claim.more || claim.jobs.len() == permits.len();
                 later.slots_awaited.store(held, Ordering::Relaxed);
                 for job in claim.jobs {
-                    // Held before the rescue can see it running here unheld (see `rescue`).
+                    // Held before the rescue can see it running here unheld (see `rescue`),
+                    // and known as running here, so that a CANCEL LATER from now on reaches
+                    // it (its backend is filled in once it has one).
                     later.held.insert(job.id);
+                    later.running.insert(
+                        job.id,
+                        RunningJob {
+                            attempt: job.attempt,
+                            pid: 0,
+                            secret: bytes::Bytes::new(),
+                            cancel: Arc::new(CancelFlag::default()),
+                        },
+                    );
                     let Some(permit) = permits.pop() else {
                         later.held.remove(&job.id);
+                        later.running.remove(&job.id);
                         break;
                     };
                     if tx.send((job, permit)).await.is_err() {
@@ -229,35 +242,51 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     }
     let mut conn = match connection(later, &key).await {
         Ok(c) => c,
-        Err(OpenError::Refused(error)) => return record(later, &job, sink.refused(&error)).await,
-        Err(OpenError::Failed(why)) => {
-            let why = format!("pglater could not open a session for the job: {why}");
-            return record(later, &job, sink.failed("08006", why)).await;
+        // The server is not there (restarting, shutting down, full): nothing of the job ran,
+        // so it waits in the queue until it is, instead of failing.
+        Err(OpenError::Refused(error)) if server_unavailable(&error) => {
+            return requeue_later(later, &job).await;
         }
+        Err(OpenError::Refused(error)) => return record(later, &job, sink.refused(&error)).await,
+        Err(OpenError::Failed(_)) => return requeue_later(later, &job).await,
         Err(OpenError::NoKey) => return wait_for_key(later, &job).await,
     };
-    // Known as running here before it is recorded, so a CANCEL LATER cannot slip between:
-    // one before the record is returned by it, one after finds the job here.
-    let cancel = Arc::new(CancelFlag::default());
-    later.running.insert(
-        job.id,
-        RunningJob {
-            attempt: job.attempt,
-            pid: conn.pid,
-            secret: conn.secret.clone(),
-            cancel: cancel.clone(),
-        },
-    );
-    let started = later
-        .recorder
-        .submit(BackendRecord {
-            id: job.id,
-            attempt: job.attempt,
-            pid: conn.pid,
-            backend_start: conn.backend_start.clone(),
-            fence,
-        })
-        .await;
+    // Known as running here since its claim (see `dispatch`); from now on a CANCEL LATER
+    // cancels this backend's statement.
+    let cancel = match later.running.get_mut(&job.id) {
+        Some(mut running) => {
+            running.pid = conn.pid;
+            running.secret = conn.secret.clone();
+            running.cancel.clone()
+        }
+        None => Arc::new(CancelFlag::default()),
+    };
+    let backend = Backend {
+        pid: conn.pid,
+        backend_start: conn.backend_start.clone(),
+        fence,
+    };
+    sink.backend = Some(backend.clone());
+    // An unfenced attempt's backend is recorded before its script is sent, so that after a
+    // fault the rescue knows it may have run. A fenced one does not wait for its record:
+    // until its output is stored it runs again whatever happens, so the record (for SHOW
+    // LATER and the rescue's view of live backends) goes along while it runs, and is done
+    // before its output is stored. That takes a store round trip off every fenced job.
+    let backend_record = BackendRecord {
+        id: job.id,
+        attempt: job.attempt,
+        backend: backend.clone(),
+    };
+    let started = if fence.is_commit() {
+        let recorder = later.recorder.clone();
+        sink.recording = Some(tokio::spawn(async move {
+            let _ = recorder.submit(backend_record).await;
+        }));
+        Ok(Some(cancel.requested.load(Ordering::SeqCst)))
+    } else {
+        later.recorder.submit(backend_record).await
+    };
+    let fenced_backend = fence.is_commit().then(|| backend.clone());
     if !matches!(started, Ok(Some(false))) {
         later.running.remove(&job.id);
     }
@@ -299,7 +328,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             Ok(()) => {}
             Err(OpenError::Refused(error)) => {
                 later.running.remove(&job.id);
-                return record(later, &job, sink.refused(&error)).await;
+                return record_run(later, &job, sink.refused(&error), fenced_backend).await;
             }
             Err(e) => {
                 later.running.remove(&job.id);
@@ -308,7 +337,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
                     _ => "the session could not take the job's role".to_owned(),
                 };
                 let why = format!("pglater could not open a session for the job: {why}");
-                return record(later, &job, sink.failed("08006", why)).await;
+                return record_run(later, &job, sink.failed("08006", why), fenced_backend).await;
             }
         }
     }
@@ -348,9 +377,12 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     };
     later.running.remove(&job.id);
     job.clock.cancel_requested_if(&cancel.requested);
+    sink.recorded().await;
+    // A fenced attempt that fell back recorded its backend, unfenced, when it did.
+    let fenced_backend = fenced_backend.filter(|_| !sink.fell_back());
     let captured = match result {
         Ok(ran) if ran.fenced && ran.status == b'T' && !sink.exceeded() => {
-            match commit_fenced(later, &job, conn, key, sink, ran.xid).await {
+            match commit_fenced(later, &job, conn, key, sink, ran.xid, &backend).await {
                 Some(captured) => captured,
                 None => return give_up(later, &job).await,
             }
@@ -395,7 +427,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             sink.failed("58030", format!("the job's result could not be stored: {why}"))
         }
     };
-    record(later, &job, captured).await;
+    record_run(later, &job, captured, fenced_backend).await;
 }
 
 /// The end of a fenced script whose transaction is open: its output and transaction id are
@@ -409,6 +441,7 @@ async fn commit_fenced(
     key: ConnKey,
     sink: Sink<'_>,
     xid: Option<String>,
+    backend: &Backend,
 ) -> Option<Captured> {
     let Captured {
         outcome,
@@ -422,6 +455,7 @@ async fn commit_fenced(
                 attempt: job.attempt,
                 outcome: outcome.clone(),
                 last_chunk: last_chunk.clone(),
+                backend: Some(backend.clone()),
             };
             let prepare = Prepare { finish, xid };
             match until_stored(later, &later.preparer, prepare, "store a job's output").await {
@@ -450,6 +484,31 @@ async fn commit_fenced(
         later.conns.put(key, conn, later.config().workers);
     }
     Some(captured)
+}
+
+/// How long a job whose server could not be reached waits before it is queued again (its
+/// worker holds it meanwhile, so a server that stays away is not asked in a tight loop).
+const UNAVAILABLE_WAIT: Duration = Duration::from_secs(1);
+
+/// A login refusal that says the server cannot take sessions now, rather than that this job
+/// may not have one: shutting down, starting up or in recovery (class 57), or full (53300).
+fn server_unavailable(error: &[u8]) -> bool {
+    let fields = crate::wire::fields::ErrorFields::parse(error.get(5..).unwrap_or_default());
+    matches!(fields.get(b'C'), Some(code) if code.starts_with("57") || code == "53300")
+}
+
+/// Puts a job that never reached the server back in the queue after `UNAVAILABLE_WAIT`.
+async fn requeue_later(later: &Later, job: &ClaimedJob) {
+    debug!(job = %job.id, "the server is unavailable: job queued again");
+    tokio::select! {
+        _ = tokio::time::sleep(UNAVAILABLE_WAIT) => {}
+        _ = later.stopping.cancelled() => {}
+    }
+    later.running.remove(&job.id);
+    if let Err(e) = later.store.requeue(job.id, job.attempt, false).await {
+        // Claimed and never started: the rescue queues it again.
+        debug!(job = %job.id, error = %describe(&e), "job left to the rescue");
+    }
 }
 
 /// Leaves a job this worker cannot end to the rescue, which decides it from the store (see
@@ -506,6 +565,11 @@ async fn wait_for_key(later: &Later, job: &ClaimedJob) {
 }
 
 async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
+    record_run(later, job, captured, None).await
+}
+
+/// Records a job's end; `backend`: a fenced attempt's, recorded with it.
+async fn record_run(later: &Later, job: &ClaimedJob, captured: Captured, backend: Option<Backend>) {
     let state = captured.outcome.state;
     let rows = captured.outcome.rows;
     let finish = Finish {
@@ -513,6 +577,7 @@ async fn record(later: &Later, job: &ClaimedJob, captured: Captured) {
         attempt: job.attempt,
         outcome: captured.outcome,
         last_chunk: captured.last_chunk,
+        backend,
     };
     match until_stored(later, &later.finisher, finish, "record an outcome").await {
         Some(true) => {

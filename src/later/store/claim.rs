@@ -157,7 +157,7 @@ WITH RECURSIVE running AS MATERIALIZED (
         END AS yes),
  claimed AS (
     UPDATE pglater.jobs j
-       SET state = 'running', attempt = attempt + 1, started_at = NULL,
+       SET state = 'running', attempt = attempt + 1, started_at = clock_timestamp(),
            instance = $1, backend_pid = NULL, backend_start = NULL, fence = NULL,
            fence_xid = NULL
      -- By the versions read (a TID scan: the only path these conditions leave, whatever

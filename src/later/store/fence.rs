@@ -10,7 +10,7 @@
 use super::super::fence::Unfenced;
 use super::super::id::JobId;
 use super::super::job::Attempt;
-use super::{Finish, Store};
+use super::{Backend, BackendColumns, Finish, Store};
 use anyhow::Result;
 
 /// A fenced attempt whose script ran to its end in an open transaction that wrote
@@ -41,18 +41,24 @@ impl Store {
             .iter()
             .map(|p| p.finish.last_chunk.as_ref().map(|c| c.1.as_ref()))
             .collect();
+        let backends = BackendColumns::of(items.iter().map(|p| p.finish.backend.as_ref()));
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH o AS (
                    SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int8[], $5::int8[],
-                                        $6::int4[], $7::int4[], $8::int4[], $9::bytea[])
-                       AS o(id, att, xid, nrows, nbytes, nchunks, nresults, seq, data)),
+                                        $6::int4[], $7::int4[], $8::int4[], $9::bytea[],
+                                        $10::int4[], $11::text[], $12::text[])
+                       AS o(id, att, xid, nrows, nbytes, nchunks, nresults, seq, data, pid, bstart,
+                            fence)),
                  u AS (
                    UPDATE pglater.jobs j
                       SET fence_xid = o.xid::xid8, result_rows = o.nrows, result_bytes = o.nbytes,
                           result_chunks = o.nchunks, result_sets = o.nresults, sqlstate = NULL,
-                          error = NULL, error_in_result = true
+                          error = NULL, error_in_result = true,
+                          backend_pid = coalesce(o.pid, j.backend_pid),
+                          backend_start = coalesce(o.bstart::timestamptz, j.backend_start),
+                          fence = coalesce(o.fence, j.fence)
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
                    RETURNING j.id, j.attempt),
@@ -67,7 +73,18 @@ impl Store {
             .query(
                 &stmt,
                 &[
-                    &ids, &attempts, &xids, &rows, &bytes, &chunks, &sets, &seqs, &data,
+                    &ids,
+                    &attempts,
+                    &xids,
+                    &rows,
+                    &bytes,
+                    &chunks,
+                    &sets,
+                    &seqs,
+                    &data,
+                    &backends.pids,
+                    &backends.starts,
+                    &backends.fences,
                 ],
             )
             .await?;
@@ -75,14 +92,28 @@ impl Store {
         Ok(ids.iter().map(|id| done.contains(id)).collect())
     }
 
-    /// Records that `attempt` runs unfenced from here on (`why`), before it does.
-    pub async fn unfence(&self, id: JobId, attempt: Attempt, why: Unfenced) -> Result<()> {
+    /// Records that `attempt` runs unfenced from here on (`why`) on `backend`, before it
+    /// does: from then on the unfenced rule decides it after a fault.
+    pub async fn unfence(
+        &self,
+        id: JobId,
+        attempt: Attempt,
+        why: Unfenced,
+        backend: &Backend,
+    ) -> Result<()> {
         let client = self.worker_client().await?;
         let n = client
             .execute(
-                "UPDATE pglater.jobs SET fence = $3
+                "UPDATE pglater.jobs
+                    SET fence = $3, backend_pid = $4, backend_start = $5::text::timestamptz
                   WHERE id = $1 AND attempt = $2 AND state = 'running'",
-                &[&id.get(), &attempt.0, &why.as_str()],
+                &[
+                    &id.get(),
+                    &attempt.0,
+                    &why.as_str(),
+                    &backend.pid,
+                    &backend.backend_start,
+                ],
             )
             .await?;
         anyhow::ensure!(n == 1, "the job's claim was lost");

@@ -161,15 +161,18 @@ impl Store {
     pub async fn record_backends(&self, items: &[BackendRecord]) -> Result<Vec<Option<bool>>> {
         let ids: Vec<i64> = items.iter().map(|b| b.id.get()).collect();
         let attempts: Vec<i32> = items.iter().map(|b| b.attempt.0).collect();
-        let pids: Vec<i32> = items.iter().map(|b| b.pid).collect();
-        let starts: Vec<&str> = items.iter().map(|b| b.backend_start.as_str()).collect();
-        let fences: Vec<&str> = items.iter().map(|b| b.fence.as_str()).collect();
+        let pids: Vec<i32> = items.iter().map(|b| b.backend.pid).collect();
+        let starts: Vec<&str> = items
+            .iter()
+            .map(|b| b.backend.backend_start.as_str())
+            .collect();
+        let fences: Vec<&str> = items.iter().map(|b| b.backend.fence.as_str()).collect();
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "UPDATE pglater.jobs j
                     SET backend_pid = b.pid, backend_start = b.st::timestamptz,
-                        started_at = clock_timestamp(), fence = b.fence, fence_xid = NULL
+                        started_at = clock_timestamp(), fence = b.fence
                    FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::text[])
                         AS b(id, att, pid, st, fence)
                   WHERE j.id = b.id AND j.attempt = b.att AND j.state = 'running'
@@ -227,15 +230,17 @@ impl Store {
             .iter()
             .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_ref()))
             .collect();
+        let backends = BackendColumns::of(items.iter().map(|f| f.backend.as_ref()));
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
                 "WITH o AS (
                    SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[], $5::text[],
                                         $6::int8[], $7::int8[], $8::int4[], $9::bool[], $10::int4[],
-                                        $11::bytea[], $12::int4[])
+                                        $11::bytea[], $12::int4[], $13::int4[], $14::text[],
+                                        $15::text[])
                        AS o(id, att, state, sqlstate, error, nrows, nbytes, nchunks, in_result, seq,
-                            data, nresults)),
+                            data, nresults, pid, bstart, fence)),
                  c AS (
                    INSERT INTO pglater.result_chunks (job_id, attempt, seq, data)
                    SELECT id, att, seq, data FROM o WHERE data IS NOT NULL
@@ -248,7 +253,10 @@ impl Store {
                           finished_at = clock_timestamp(), sqlstate = o.sqlstate,
                           error = o.error, result_rows = o.nrows, result_bytes = o.nbytes,
                           result_chunks = o.nchunks, error_in_result = o.in_result,
-                          result_sets = o.nresults, end_xid = pg_current_xact_id()
+                          result_sets = o.nresults, end_xid = pg_current_xact_id(),
+                          backend_pid = coalesce(o.pid, j.backend_pid),
+                          backend_start = coalesce(o.bstart::timestamptz, j.backend_start),
+                          fence = coalesce(o.fence, j.fence)
                      FROM o
                     WHERE j.id = o.id AND j.attempt = o.att AND j.state = 'running'
                    RETURNING j.id),
@@ -273,6 +281,9 @@ impl Store {
                     &seqs,
                     &data,
                     &result_sets,
+                    &backends.pids,
+                    &backends.starts,
+                    &backends.fences,
                 ],
             )
             .await?;
@@ -557,15 +568,46 @@ fn pool_for(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
         .context("job store pool")
 }
 
-/// The backend running an attempt.
+/// The backend running an attempt, and how it runs it.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub pid: i32,
+    /// pg_stat_activity.backend_start as UTC text (see `JobConn`).
+    pub backend_start: String,
+    /// How the attempt runs (see `later::fence`).
+    pub fence: super::fence::Fence,
+}
+
+/// The backend of an attempt, recorded before an unfenced script is sent.
 #[derive(Debug, Clone)]
 pub struct BackendRecord {
     pub id: JobId,
     pub attempt: Attempt,
-    pub pid: i32,
-    pub backend_start: String,
-    /// How the attempt runs (see `later::fence`).
-    pub fence: super::fence::Fence,
+    pub backend: Backend,
+}
+
+/// Column arrays of optional backends, for the statements that record a fenced attempt's
+/// backend with its output or its end (NULLs keep what is recorded).
+struct BackendColumns<'a> {
+    pids: Vec<Option<i32>>,
+    starts: Vec<Option<&'a str>>,
+    fences: Vec<Option<&'static str>>,
+}
+
+impl<'a> BackendColumns<'a> {
+    fn of(backends: impl Iterator<Item = Option<&'a Backend>>) -> Self {
+        let mut c = BackendColumns {
+            pids: Vec::new(),
+            starts: Vec::new(),
+            fences: Vec::new(),
+        };
+        for b in backends {
+            c.pids.push(b.map(|b| b.pid));
+            c.starts.push(b.map(|b| b.backend_start.as_str()));
+            c.fences.push(b.map(|b| b.fence.as_str()));
+        }
+        c
+    }
 }
 
 /// The end of an attempt, with its last result chunk (seq, bytes) if any.
@@ -575,6 +617,8 @@ pub struct Finish {
     pub attempt: Attempt,
     pub outcome: Outcome,
     pub last_chunk: Option<(i32, bytes::Bytes)>,
+    /// A fenced attempt's backend, recorded with its end (none was before it ran).
+    pub backend: Option<Backend>,
 }
 
 /// Why a schedule could not be read.
