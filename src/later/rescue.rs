@@ -79,7 +79,12 @@ async fn rescue_once(later: &Later, suspects: &mut HashSet<(JobId, i32)>) -> any
                 continue;
             }
         }
-        decide(later, &o).await?;
+        // One job that cannot be decided now (its owner's session cannot be opened, say)
+        // does not hold up the others.
+        if let Err(e) = decide(later, &o).await {
+            metrics::store_error();
+            warn!(job = %o.id, error = %describe(&e), "rescue: cannot decide a job yet");
+        }
     }
     *suspects = unheld;
     Ok(())
