@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-type Ack<R> = oneshot::Sender<Result<R, String>>;
+type Ack<R> = oneshot::Sender<Result<R, FlushError>>;
 
 /// Why a flush failed, in words fit for a log line or a client (see `store::failure`).
 #[derive(Debug, Clone)]
@@ -21,12 +21,34 @@ pub struct FlushError {
 }
 
 impl FlushError {
+    /// The batcher is gone (the instance stops).
+    fn stopped() -> Self {
+        Self {
+            message: "shutting down".into(),
+            per_item: false,
+        }
+    }
+
+    /// The statement answered another number of results than it got items.
+    fn mismatch() -> Self {
+        Self {
+            message: "batch result count mismatch".into(),
+            per_item: true,
+        }
+    }
+
     /// A store failure: described without data, split when the server refused it.
     pub fn store(e: &anyhow::Error) -> Self {
         Self {
             message: crate::later::store::failure::describe(e),
             per_item: crate::later::store::failure::refused_by_server(e),
         }
+    }
+}
+
+impl std::fmt::Display for FlushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -79,28 +101,26 @@ impl<T: Clone + Send + Sync + 'static, R: Clone + Send + 'static> Batcher<T, R> 
     }
 
     /// Submits one item and waits for its result.
-    pub async fn submit(&self, item: T) -> Result<R, String> {
+    pub async fn submit(&self, item: T) -> Result<R, FlushError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send((item, ack))
-            .await
-            .map_err(|_| "shutting down".to_owned())?;
-        done.await.map_err(|_| "shutting down".to_owned())?
+        let stopped = |_| FlushError::stopped();
+        self.tx.send((item, ack)).await.map_err(stopped)?;
+        done.await.map_err(|_| FlushError::stopped())?
     }
 }
 
 /// Flushes one item alone.
-async fn one<T, R, F, Fut>(flush: &F, item: T) -> Result<R, String>
+async fn one<T, R, F, Fut>(flush: &F, item: T) -> Result<R, FlushError>
 where
     F: Fn(Arc<[T]>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, FlushError>>,
 {
     match flush(Arc::from(vec![item])).await {
-        Ok(mut results) if results.len() == 1 => results.pop().ok_or_else(String::new),
-        Ok(_) => Err("batch result count mismatch".into()),
+        Ok(mut results) if results.len() == 1 => results.pop().ok_or_else(FlushError::mismatch),
+        Ok(_) => Err(FlushError::mismatch()),
         Err(e) => {
             crate::admin::metrics::store_error();
-            Err(e.message)
+            Err(e)
         }
     }
 }
@@ -115,14 +135,14 @@ fn answer<R>(acks: Vec<Ack<R>>, result: Result<Vec<R>, FlushError>) {
         }
         Ok(_) => {
             for ack in acks {
-                let _ = ack.send(Err("batch result count mismatch".into()));
+                let _ = ack.send(Err(FlushError::mismatch()));
             }
         }
         Err(e) => {
             // Every batcher flushes to the job store.
             crate::admin::metrics::store_error();
             for ack in acks {
-                let _ = ack.send(Err(e.message.clone()));
+                let _ = ack.send(Err(e.clone()));
             }
         }
     }
@@ -179,8 +199,11 @@ mod tests {
             .collect();
         for h in handles {
             match h.await.unwrap() {
-                (13, r) => assert_eq!(r, Err("refused".into())),
-                (i, r) => assert_eq!(r, Ok(i + 1)),
+                (13, r) => {
+                    let e = r.expect_err("item 13 is refused");
+                    assert_eq!((e.message.as_str(), e.per_item), ("refused", true));
+                }
+                (i, r) => assert_eq!(r.ok(), Some(i + 1)),
             }
         }
     }
@@ -207,7 +230,8 @@ mod tests {
             })
             .collect();
         for h in handles {
-            assert_eq!(h.await.unwrap(), Err("unreachable".into()));
+            let e = h.await.unwrap().expect_err("the store is unreachable");
+            assert_eq!((e.message.as_str(), e.per_item), ("unreachable", false));
         }
         assert!(
             calls.load(Ordering::SeqCst) < 20,

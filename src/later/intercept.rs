@@ -233,7 +233,7 @@ pub async fn submit(
             "58030",
             "the job could not be queued: the job store is unavailable",
         )
-        .with_detail(e)
+        .with_detail(e.message)
     })?;
     match admission {
         Admission::Queued => Ok(id),

@@ -612,6 +612,13 @@ where
     loop {
         match batcher.submit(item.clone()).await {
             Ok(r) => return Some(r),
+            // The store took the statement and refused this item: trying again would not
+            // help. The job is left to the rescue, as when the instance stops.
+            Err(e) if e.per_item => {
+                metrics::store_error();
+                warn!(error = %e, "job store: cannot {what}: refused; left to the rescue");
+                return None;
+            }
             Err(e) => {
                 if !warned {
                     metrics::store_error();
