@@ -713,8 +713,11 @@ async fn upstream_connection_cut_mid_result_reruns_the_job_which_succeeds_once()
         chunk_count(&store, streamer).await,
         rows_text(&at_cut)
     );
-    assert_eq!(at_cut[&sleeper].state, "running");
-    assert_eq!(at_cut[&streamer].state, "running");
+    // Running at the cut, or already put back by a worker that saw its connection go.
+    for id in [sleeper, streamer] {
+        let state = at_cut[&id].state.as_str();
+        assert!(matches!(state, "running" | "queued"), "{:?}", at_cut[&id]);
+    }
 
     let log = || format!("pglater:\n{}", proxy.stderr());
     let mut reader = StoreReader::new(pg.port, "store_faults_cut");

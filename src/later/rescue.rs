@@ -70,7 +70,7 @@ async fn rescue_once(later: &Later, suspects: &mut HashSet<(JobId, i32)>) -> any
     let mut unheld = HashSet::new();
     for o in orphans {
         if o.own {
-            if later.held.contains(&o.id) {
+            if later.held.get(&o.id).is_some_and(|a| *a == o.attempt) {
                 continue;
             }
             let key = (o.id, o.attempt.0);

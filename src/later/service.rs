@@ -40,7 +40,7 @@ pub struct Later {
     pub store_is_upstream: bool,
     /// Jobs a worker here holds, from their claim to their recorded end. A job running here
     /// in the store that no worker holds was given up and is decided by the rescue.
-    pub held: dashmap::DashSet<JobId>,
+    pub held: dashmap::DashMap<JobId, super::job::Attempt>,
     pub upstream: Upstream,
     /// Wakes idle workers: a job was queued here or (via LISTEN) on another instance.
     pub wake: Arc<Notify>,
@@ -103,7 +103,7 @@ impl Later {
                 s.prepare(&items).await
             }),
             store_is_upstream: same_server,
-            held: dashmap::DashSet::new(),
+            held: dashmap::DashMap::new(),
             store,
             upstream,
             wake,

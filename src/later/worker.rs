@@ -101,10 +101,12 @@ pub fn spawn(later: Arc<Later>) {
             loop {
                 let next = rx.lock().await.recv().await;
                 let Some((job, permit)) = next else { return };
-                let id = job.id;
+                let (id, attempt) = (job.id, job.attempt);
                 run_job(&later, job).await;
-                later.running.remove(&id);
-                later.held.remove(&id);
+                // This attempt's entries only: a job this worker put back in the queue may
+                // already run again, as the next attempt, on another worker here.
+                later.running.remove_if(&id, |_, r| r.attempt == attempt);
+                later.held.remove_if(&id, |_, a| *a == attempt);
                 drop(permit);
             }
         });
@@ -160,7 +162,7 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
                     // Held before the rescue can see it running here unheld (see `rescue`),
                     // and known as running here, so that a CANCEL LATER from now on reaches
                     // it (its backend is filled in once it has one).
-                    later.held.insert(job.id);
+                    later.held.insert(job.id, job.attempt);
                     later.running.insert(
                         job.id,
                         RunningJob {
@@ -171,8 +173,8 @@ async fn dispatch(later: &Later, idle: Arc<Semaphore>, tx: mpsc::Sender<Assignme
                         },
                     );
                     let Some(permit) = permits.pop() else {
-                        later.held.remove(&job.id);
-                        later.running.remove(&job.id);
+                        later.held.remove_if(&job.id, |_, a| *a == job.attempt);
+                        not_running(later, &job);
                         break;
                     };
                     if tx.send((job, permit)).await.is_err() {
@@ -288,7 +290,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
     };
     let fenced_backend = fence.is_commit().then(|| backend.clone());
     if !matches!(started, Ok(Some(false))) {
-        later.running.remove(&job.id);
+        not_running(later, &job);
     }
     match started {
         Ok(Some(false)) => {}
@@ -327,11 +329,11 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         {
             Ok(()) => {}
             Err(OpenError::Refused(error)) => {
-                later.running.remove(&job.id);
+                not_running(later, &job);
                 return record_run(later, &job, sink.refused(&error), fenced_backend).await;
             }
             Err(e) => {
-                later.running.remove(&job.id);
+                not_running(later, &job);
                 let why = match e {
                     OpenError::Failed(why) => why,
                     _ => "the session could not take the job's role".to_owned(),
@@ -375,7 +377,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             }
         }
     };
-    later.running.remove(&job.id);
+    not_running(later, &job);
     job.clock.cancel_requested_if(&cancel.requested);
     sink.recorded().await;
     // A fenced attempt that fell back recorded its backend, unfenced, when it did.
@@ -504,7 +506,7 @@ async fn requeue_later(later: &Later, job: &ClaimedJob) {
         _ = tokio::time::sleep(UNAVAILABLE_WAIT) => {}
         _ = later.stopping.cancelled() => {}
     }
-    later.running.remove(&job.id);
+    not_running(later, job);
     if let Err(e) = later.store.requeue(job.id, job.attempt, false).await {
         // Claimed and never started: the rescue queues it again.
         debug!(job = %job.id, error = %describe(&e), "job left to the rescue");
@@ -515,7 +517,7 @@ async fn requeue_later(later: &Later, job: &ClaimedJob) {
 /// `rescue`). A fenced job whose COMMIT was never sent is put back at once when the store
 /// allows: it did not take effect.
 async fn give_up(later: &Later, job: &ClaimedJob) {
-    later.running.remove(&job.id);
+    not_running(later, job);
     match later.store.requeue_unprepared(job.id, job.attempt).await {
         Ok(true) => {
             info!(job = %job.id, attempt = job.attempt.0, "job runs again: its transaction did not commit")
@@ -524,6 +526,13 @@ async fn give_up(later: &Later, job: &ClaimedJob) {
         Err(_) => debug!(job = %job.id, "job left to the rescue"),
     }
 }
+/// This attempt of `job` no longer runs here (a later attempt of it may, on another worker).
+fn not_running(later: &Later, job: &ClaimedJob) {
+    later
+        .running
+        .remove_if(&job.id, |_, r| r.attempt == job.attempt);
+}
+
 /// A reusable connection for `key`, or a new one.
 pub(super) async fn connection(later: &Later, key: &ConnKey) -> Result<JobConn, OpenError> {
     while let Some(mut conn) = later.conns.take(key) {
