@@ -5,7 +5,7 @@
 use super::batch::Batcher;
 use super::capture::{self, CaptureError, Captured, Script, Sink};
 use super::conn::{ConnKey, JobConn, OpenError};
-use super::fence;
+use super::fence::{self, Fence, Unfenced};
 use super::id::JobId;
 use super::job::{Attempt, ClaimedJob};
 use super::placement::{Prelude, place};
@@ -414,6 +414,18 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             drop(conn);
             let _ = send_cancel(&later.upstream, pid, &secret).await;
             return give_up(later, &job).await;
+        }
+        // A plain query cut off runs again, read-only, as the rescue would have it.
+        Err(CaptureError::Io(_)) if fence == Fence::None(Unfenced::PlainQuery) => {
+            drop(conn);
+            let _ = send_cancel(&later.upstream, pid, &secret).await;
+            not_running(later, &job);
+            match later.store.requeue(job.id, job.attempt, true).await {
+                Ok(true) => info!(job = %job.id, "an interrupted read-only job runs again"),
+                Ok(false) => {}
+                Err(_) => debug!(job = %job.id, "job left to the rescue"),
+            }
+            return;
         }
         Err(CaptureError::Io(e)) => sink.failed(
             "40003",
