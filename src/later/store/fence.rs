@@ -10,7 +10,7 @@
 use super::super::fence::Unfenced;
 use super::super::id::JobId;
 use super::super::job::Attempt;
-use super::{Backend, BackendColumns, Finish, Store};
+use super::{Backend, EndColumns, Finish, Store, returned};
 use anyhow::Result;
 
 /// A fenced attempt whose script ran to its end in an open transaction that wrote
@@ -26,22 +26,8 @@ impl Store {
     /// the jobs stay running. Per item, false when the attempt was fenced out: its
     /// transaction must then be rolled back.
     pub async fn prepare(&self, items: &[Prepare]) -> Result<Vec<bool>> {
-        let ids: Vec<i64> = items.iter().map(|p| p.finish.id.get()).collect();
-        let attempts: Vec<i32> = items.iter().map(|p| p.finish.attempt.0).collect();
+        let c = EndColumns::of(items.iter().map(|p| &p.finish));
         let xids: Vec<&str> = items.iter().map(|p| p.xid.as_str()).collect();
-        let rows: Vec<i64> = items.iter().map(|p| p.finish.outcome.rows).collect();
-        let bytes: Vec<i64> = items.iter().map(|p| p.finish.outcome.bytes).collect();
-        let chunks: Vec<i32> = items.iter().map(|p| p.finish.outcome.chunks).collect();
-        let sets: Vec<i32> = items.iter().map(|p| p.finish.outcome.result_sets).collect();
-        let seqs: Vec<Option<i32>> = items
-            .iter()
-            .map(|p| p.finish.last_chunk.as_ref().map(|c| c.0))
-            .collect();
-        let data: Vec<Option<&[u8]>> = items
-            .iter()
-            .map(|p| p.finish.last_chunk.as_ref().map(|c| c.1.as_ref()))
-            .collect();
-        let backends = BackendColumns::of(items.iter().map(|p| p.finish.backend.as_ref()));
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
@@ -73,23 +59,22 @@ impl Store {
             .query(
                 &stmt,
                 &[
-                    &ids,
-                    &attempts,
+                    &c.ids,
+                    &c.attempts,
                     &xids,
-                    &rows,
-                    &bytes,
-                    &chunks,
-                    &sets,
-                    &seqs,
-                    &data,
-                    &backends.pids,
-                    &backends.starts,
-                    &backends.fences,
+                    &c.rows,
+                    &c.bytes,
+                    &c.chunks,
+                    &c.result_sets,
+                    &c.seqs,
+                    &c.data,
+                    &c.backends.pids,
+                    &c.backends.starts,
+                    &c.backends.fences,
                 ],
             )
             .await?;
-        let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
-        Ok(ids.iter().map(|id| done.contains(id)).collect())
+        Ok(returned(&c.ids, &done))
     }
 
     /// Records that `attempt` runs unfenced from here on (`why`) on `backend`, before it

@@ -209,28 +209,14 @@ impl Store {
     /// Ends attempts, storing each one's last result chunk in the same statement; per item,
     /// false when the attempt was fenced out (someone else owns the job now).
     pub async fn finish(&self, items: &[Finish]) -> Result<Vec<bool>> {
-        let ids: Vec<i64> = items.iter().map(|f| f.id.get()).collect();
-        let attempts: Vec<i32> = items.iter().map(|f| f.attempt.0).collect();
+        let c = EndColumns::of(items.iter());
         let states: Vec<&str> = items.iter().map(|f| f.outcome.state.as_str()).collect();
         let sqlstates: Vec<Option<&str>> = items
             .iter()
             .map(|f| f.outcome.sqlstate.as_deref())
             .collect();
         let errors: Vec<Option<&str>> = items.iter().map(|f| f.outcome.error.as_deref()).collect();
-        let rows: Vec<i64> = items.iter().map(|f| f.outcome.rows).collect();
-        let bytes: Vec<i64> = items.iter().map(|f| f.outcome.bytes).collect();
-        let chunks: Vec<i32> = items.iter().map(|f| f.outcome.chunks).collect();
         let in_result: Vec<bool> = items.iter().map(|f| f.outcome.error_in_result).collect();
-        let result_sets: Vec<i32> = items.iter().map(|f| f.outcome.result_sets).collect();
-        let seqs: Vec<Option<i32>> = items
-            .iter()
-            .map(|f| f.last_chunk.as_ref().map(|c| c.0))
-            .collect();
-        let data: Vec<Option<&[u8]>> = items
-            .iter()
-            .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_ref()))
-            .collect();
-        let backends = BackendColumns::of(items.iter().map(|f| f.backend.as_ref()));
         let client = self.worker_client().await?;
         let stmt = client
             .prepare_cached(
@@ -269,26 +255,25 @@ impl Store {
             .query(
                 &stmt,
                 &[
-                    &ids,
-                    &attempts,
+                    &c.ids,
+                    &c.attempts,
                     &states,
                     &sqlstates,
                     &errors,
-                    &rows,
-                    &bytes,
-                    &chunks,
+                    &c.rows,
+                    &c.bytes,
+                    &c.chunks,
                     &in_result,
-                    &seqs,
-                    &data,
-                    &result_sets,
-                    &backends.pids,
-                    &backends.starts,
-                    &backends.fences,
+                    &c.seqs,
+                    &c.data,
+                    &c.result_sets,
+                    &c.backends.pids,
+                    &c.backends.starts,
+                    &c.backends.fences,
                 ],
             )
             .await?;
-        let done: std::collections::HashSet<i64> = done.iter().map(|r| r.get(0)).collect();
-        Ok(ids.iter().map(|id| done.contains(id)).collect())
+        Ok(returned(&c.ids, &done))
     }
 
     /// When a scheduled job may start, as ISO 8601 UTC text: `when` read the way the
@@ -584,6 +569,48 @@ pub struct BackendRecord {
     pub id: JobId,
     pub attempt: Attempt,
     pub backend: Backend,
+}
+
+/// Per id of a batch, whether the statement's RETURNING (first column) named it.
+fn returned(ids: &[i64], rows: &[tokio_postgres::Row]) -> Vec<bool> {
+    let done: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    ids.iter().map(|id| done.contains(id)).collect()
+}
+
+/// The column arrays an attempt's end and a fenced attempt's stored output share.
+struct EndColumns<'a> {
+    ids: Vec<i64>,
+    attempts: Vec<i32>,
+    rows: Vec<i64>,
+    bytes: Vec<i64>,
+    chunks: Vec<i32>,
+    result_sets: Vec<i32>,
+    /// The last chunk's seq and bytes (NULL: none).
+    seqs: Vec<Option<i32>>,
+    data: Vec<Option<&'a [u8]>>,
+    backends: BackendColumns<'a>,
+}
+
+impl<'a> EndColumns<'a> {
+    fn of(items: impl Iterator<Item = &'a Finish> + Clone) -> Self {
+        Self {
+            ids: items.clone().map(|f| f.id.get()).collect(),
+            attempts: items.clone().map(|f| f.attempt.0).collect(),
+            rows: items.clone().map(|f| f.outcome.rows).collect(),
+            bytes: items.clone().map(|f| f.outcome.bytes).collect(),
+            chunks: items.clone().map(|f| f.outcome.chunks).collect(),
+            result_sets: items.clone().map(|f| f.outcome.result_sets).collect(),
+            seqs: items
+                .clone()
+                .map(|f| f.last_chunk.as_ref().map(|c| c.0))
+                .collect(),
+            data: items
+                .clone()
+                .map(|f| f.last_chunk.as_ref().map(|c| c.1.as_ref()))
+                .collect(),
+            backends: BackendColumns::of(items.map(|f| f.backend.as_ref())),
+        }
+    }
 }
 
 /// Column arrays of optional backends, for the statements that record a fenced attempt's
