@@ -386,7 +386,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
         Ok(ran) if ran.fenced && ran.status == b'T' && !sink.exceeded() => {
             match commit_fenced(later, &job, conn, key, sink, ran.xid, &backend).await {
                 Some(captured) => captured,
-                None => return give_up(later, &job).await,
+                None => return give_up(later, &job, Rerun::Uncommitted).await,
             }
         }
         Ok(ran) => {
@@ -397,7 +397,7 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             }
             if ran.fenced && sink.exceeded() {
                 if sink.discard().await.is_err() {
-                    return give_up(later, &job).await;
+                    return give_up(later, &job, Rerun::Uncommitted).await;
                 }
                 sink.over_limit()
             } else {
@@ -405,27 +405,22 @@ async fn run_job(later: &Later, job: ClaimedJob) {
             }
         }
         // The connection broke (or the store could not take the output) before a fenced
-        // job's COMMIT was sent: its transaction cannot commit, and it runs again. Its old
+        // job's COMMIT was sent: its transaction cannot commit, and it runs again. A plain
+        // query cut off runs again too, read-only, as the rescue would have it. The old
         // backend is cancelled in case it has not noticed yet.
-        Err(CaptureError::Io(_) | CaptureError::Store(_))
-            if fence.is_commit() && !sink.fell_back() =>
+        Err(e @ (CaptureError::Io(_) | CaptureError::Store(_)))
+            if (fence.is_commit() && !sink.fell_back())
+                || (fence == Fence::None(Unfenced::PlainQuery)
+                    && matches!(e, CaptureError::Io(_))) =>
         {
             // Closing the connection ends the transaction, before the job can run again.
             drop(conn);
             let _ = send_cancel(&later.upstream, pid, &secret).await;
-            return give_up(later, &job).await;
-        }
-        // A plain query cut off runs again, read-only, as the rescue would have it.
-        Err(CaptureError::Io(_)) if fence == Fence::None(Unfenced::PlainQuery) => {
-            drop(conn);
-            let _ = send_cancel(&later.upstream, pid, &secret).await;
-            not_running(later, &job);
-            match later.store.requeue(job.id, job.attempt, true).await {
-                Ok(true) => info!(job = %job.id, "an interrupted read-only job runs again"),
-                Ok(false) => {}
-                Err(_) => debug!(job = %job.id, "job left to the rescue"),
-            }
-            return;
+            let rerun = match fence {
+                Fence::Commit => Rerun::Uncommitted,
+                Fence::None(_) => Rerun::ReadOnly,
+            };
+            return give_up(later, &job, rerun).await;
         }
         Err(CaptureError::Io(e)) => sink.failed(
             "40003",
@@ -526,17 +521,28 @@ async fn requeue_later(later: &Later, job: &ClaimedJob) {
 }
 
 /// Leaves a job this worker cannot end to the rescue, which decides it from the store (see
-/// `rescue`). A fenced job whose COMMIT was never sent is put back at once when the store
-/// allows: it did not take effect.
-async fn give_up(later: &Later, job: &ClaimedJob) {
+/// `rescue`). It is put back at once when the store allows, by `rerun`'s rule: a fenced job
+/// whose COMMIT was never sent did not take effect; a plain query may run again read-only.
+async fn give_up(later: &Later, job: &ClaimedJob, rerun: Rerun) {
     not_running(later, job);
-    match later.store.requeue_unprepared(job.id, job.attempt).await {
-        Ok(true) => {
-            info!(job = %job.id, attempt = job.attempt.0, "job runs again: its transaction did not commit")
-        }
+    let put_back = match rerun {
+        Rerun::Uncommitted => later.store.requeue_unprepared(job.id, job.attempt).await,
+        Rerun::ReadOnly => later.store.requeue(job.id, job.attempt, true).await,
+    };
+    match put_back {
+        Ok(true) => info!(job = %job.id, attempt = job.attempt.0, "job runs again"),
         Ok(false) => {}
         Err(_) => debug!(job = %job.id, "job left to the rescue"),
     }
+}
+
+/// How a job given up runs again (see `give_up`).
+#[derive(Clone, Copy)]
+enum Rerun {
+    /// A fenced job, unless its output was stored (then `pg_xact_status` decides).
+    Uncommitted,
+    /// A plain query, read-only.
+    ReadOnly,
 }
 /// This attempt of `job` no longer runs here (a later attempt of it may, on another worker).
 fn not_running(later: &Later, job: &ClaimedJob) {
